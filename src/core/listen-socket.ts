@@ -1,0 +1,286 @@
+import dns from 'node:dns/promises';
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import {
+  ListenerError,
+  invalidArgType,
+  invalidArgValue,
+} from './errors.js';
+import { loadBinding, type NativeAddress, type NativeBinding, type NativeHandle, type NativeSystemError } from './native.js';
+import { listeningFd } from './node-internals.js';
+import { validateBoolean, validateInteger, validateObject, validateString } from './validate.js';
+
+/** Options for {@link ListenSocket.open}. */
+export interface OpenOptions {
+  /**
+   * Address or host name to bind; names resolve with `dns.lookup`.
+   * @default '::' (dual-stack), or '0.0.0.0' where IPv6 is unavailable
+   */
+  host?: string;
+  /** @default 0 (an ephemeral port) */
+  port?: number;
+  /** Accept queue length requested from `listen(2)`; the kernel caps it at somaxconn. @default 511 */
+  backlog?: number;
+  /** Address family to resolve `host` with. @default either */
+  family?: 4 | 6;
+  /** `SO_REUSEPORT`: let several listeners share the port. @default false */
+  reusePort?: boolean;
+  /** `IPV6_V6ONLY` on an IPv6 listener. @default false */
+  ipv6Only?: boolean;
+}
+
+/** The accept queue as the kernel reports it. */
+export interface Pending {
+  /** Connections whose handshake completed, waiting for `accept()`. */
+  queued: number;
+  /** The queue's cap: min(backlog, somaxconn). */
+  backlog: number;
+  /** Handshakes in SYN_RECV (only with `{ handshakes: true }`). */
+  handshaking?: number;
+}
+
+const RESOURCE_ERRORS = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM']);
+const FIRST_BACKOFF_MS = 10;
+const MAX_BACKOFF_MS = 1000;
+const DEFAULT_BACKLOG = 511;
+const MAX_BACKLOG = 0x7fffffff;
+
+function checkPlatform(): void {
+  if (process.platform !== 'linux') {
+    throw new ListenerError(
+      'ERR_UNSUPPORTED_PLATFORM',
+      `graceful-listener needs Linux (TCP_INFO on listeners, sock_diag, socket filters); this is ${process.platform}`,
+    );
+  }
+}
+
+async function resolveHost(host: string | undefined, family: 4 | 6 | undefined): Promise<{ address: string; family: 4 | 6 }> {
+  if (host === undefined) return { address: family === 4 ? '0.0.0.0' : '::', family: family ?? 6 };
+  const literal = net.isIP(host);
+  if (literal !== 0) {
+    if (family !== undefined && family !== literal) {
+      throw invalidArgValue('options.host', host, `is an IPv${literal} address but options.family is ${family}`);
+    }
+    return { address: host, family: literal as 4 | 6 };
+  }
+  if (host.length === 0) throw invalidArgValue('options.host', host, 'must be an address or a host name');
+  const found = await dns.lookup(host, { family: family ?? 0 });
+  return { address: found.address, family: found.family as 4 | 6 };
+}
+
+/**
+ * A listening TCP socket owned by the native addon: accept(2) is armed and
+ * disarmed without closing the fd, the accept queue is visible, and new SYNs
+ * can be gated. The low-level building block under `listen()`.
+ */
+export class ListenSocket extends EventEmitter {
+  readonly #handle: NativeHandle;
+  readonly #backlog: number;
+  #closed = false;
+  #onAccept: ((fds: number[]) => void) | undefined;
+  #backoffMs = FIRST_BACKOFF_MS;
+  #backoffTimer: NodeJS.Timeout | undefined;
+
+  private constructor(handle: NativeHandle, backlog: number) {
+    super();
+    this.#handle = handle;
+    this.#backlog = backlog;
+  }
+
+  /** Opens a new listening socket (`SOCK_CLOEXEC | SOCK_NONBLOCK`, `SO_REUSEADDR`). */
+  static async open(options: OpenOptions = {}, binding: NativeBinding = loadBinding()): Promise<ListenSocket> {
+    checkPlatform();
+    validateObject('options', options);
+    const port = validateInteger('options.port', options.port ?? 0, 0, 65535);
+    const backlog = validateInteger('options.backlog', options.backlog ?? DEFAULT_BACKLOG, 0, MAX_BACKLOG);
+    const reusePort = validateBoolean('options.reusePort', options.reusePort ?? false);
+    const ipv6Only = validateBoolean('options.ipv6Only', options.ipv6Only ?? false);
+    if (options.family !== undefined && options.family !== 4 && options.family !== 6) {
+      throw invalidArgValue('options.family', options.family, 'must be 4 or 6');
+    }
+    if (options.host !== undefined) validateString('options.host', options.host);
+    const { address, family } = await resolveHost(options.host, options.family);
+    try {
+      return new ListenSocket(binding.open(family, address, port, backlog, reusePort, ipv6Only), backlog);
+    } catch (error) {
+      // Node falls back to IPv4 when the default dual-stack address is unavailable.
+      const code = (error as NativeSystemError).code;
+      if (options.host === undefined && family === 6 && (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL')) {
+        return new ListenSocket(binding.open(4, '0.0.0.0', port, backlog, reusePort, false), backlog);
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Takes over an existing listening TCP socket — an fd, or a `net.Server`
+   * that is listening — through a `F_DUPFD_CLOEXEC` duplicate. The caller's fd
+   * stays open and is the caller's to close; the queue belongs to the socket,
+   * so closing the original loses nothing.
+   */
+  static adopt(source: number | net.Server, binding: NativeBinding = loadBinding()): ListenSocket {
+    checkPlatform();
+    let fd: number;
+    if (source instanceof net.Server) {
+      const serverFd = listeningFd(source);
+      if (serverFd === undefined) {
+        throw invalidArgValue('server', '[net.Server]', 'must be listening on a TCP port');
+      }
+      fd = serverFd;
+    } else if (typeof source === 'number') {
+      fd = validateInteger('fd', source, 0, MAX_BACKLOG);
+    } else {
+      throw invalidArgType('fd', 'of type number or an instance of net.Server', source);
+    }
+    let handle: NativeHandle;
+    try {
+      handle = binding.adopt(fd);
+    } catch (error) {
+      throw invalidArgValue('fd', fd, 'must be an open file descriptor', error);
+    }
+    let reason: string | undefined;
+    let cause: unknown;
+    try {
+      const info = handle.info();
+      if (!info.inet || !info.stream || !info.tcp) reason = 'must be a TCP socket';
+      else if (!info.listening) reason = 'must be a listening socket';
+    } catch (error) {
+      reason = 'must be a socket';
+      cause = error;
+    }
+    if (reason !== undefined) {
+      handle.close();
+      throw invalidArgValue('fd', fd, reason, cause);
+    }
+    return new ListenSocket(handle, handle.queueDepth().backlog);
+  }
+
+  /** The socket's fd (owned by this object; -1 once closed). */
+  get fd(): number {
+    return this.#handle.fd;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** The backlog requested from `listen(2)`; `listen()` after `shutdown()` uses it again. */
+  get backlog(): number {
+    return this.#backlog;
+  }
+
+  /**
+   * Starts accepting: `onAccept` receives each batch of accepted fds, already
+   * CLOEXEC and non-blocking, and owns them. EMFILE, ENFILE, ENOBUFS and ENOMEM
+   * disarm, emit `'error'`, and arm again after a back-off (10 ms doubling to
+   * 1 s); the connections wait in the kernel queue meanwhile.
+   */
+  arm(onAccept: (fds: number[]) => void): void {
+    this.#assertOpen('arm');
+    if (typeof onAccept !== 'function') throw invalidArgType('onAccept', 'of type function', onAccept);
+    this.#onAccept = onAccept;
+    this.#clearBackoff();
+    this.#startPolling();
+  }
+
+  /** Stops accepting; the fd stays open and new connections wait in the queue. */
+  disarm(): void {
+    this.#assertOpen('disarm');
+    this.#onAccept = undefined;
+    this.#clearBackoff();
+    this.#handle.disarm();
+  }
+
+  get armed(): boolean {
+    return this.#onAccept !== undefined && this.#backoffTimer === undefined;
+  }
+
+  /**
+   * The accept queue: one `getsockopt(TCP_INFO)`, cheap enough for every
+   * request. `{ handshakes: true }` also counts SYN_RECV handshakes through
+   * sock_diag, which walks every socket of the namespace: call it sparingly.
+   */
+  pending(options?: { handshakes?: boolean }): Pending {
+    this.#assertOpen('pending');
+    const depth: Pending = this.#handle.queueDepth();
+    if (options !== undefined) {
+      validateObject('options', options);
+      if (options.handshakes !== undefined && validateBoolean('options.handshakes', options.handshakes)) {
+        depth.handshaking = this.#handle.handshakes();
+      }
+    }
+    return depth;
+  }
+
+  /** SYN gate: while on, new SYNs are dropped (clients retransmit, no RST). */
+  gate(on: boolean): void {
+    this.#assertOpen('gate');
+    this.#handle.gate(validateBoolean('on', on));
+  }
+
+  /**
+   * `shutdown(SHUT_RD)`: the socket leaves LISTEN and new clients are refused.
+   * Anything still queued is reset, exactly like `close()`: sweep first.
+   */
+  shutdown(): void {
+    this.#assertOpen('shutdown');
+    this.#handle.shutdown();
+  }
+
+  /** `listen(2)` again on the same fd, after `shutdown()`. */
+  listen(): void {
+    this.#assertOpen('listen');
+    this.#handle.listen(this.#backlog);
+  }
+
+  address(): NativeAddress {
+    this.#assertOpen('address');
+    return this.#handle.address();
+  }
+
+  /** Closes the socket (idempotent). Anything still queued is reset by the kernel. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#onAccept = undefined;
+    this.#clearBackoff();
+    this.#handle.close();
+  }
+
+  #startPolling(): void {
+    this.#handle.arm(
+      (fds) => {
+        this.#backoffMs = FIRST_BACKOFF_MS;
+        this.#onAccept?.(fds);
+      },
+      (error) => this.#onPollError(error),
+    );
+  }
+
+  #onPollError(error: NativeSystemError): void {
+    // The addon has already disarmed.
+    if (RESOURCE_ERRORS.has(error.code) && this.#onAccept !== undefined) {
+      const delay = this.#backoffMs;
+      this.#backoffMs = Math.min(this.#backoffMs * 2, MAX_BACKOFF_MS);
+      this.#backoffTimer = setTimeout(() => {
+        this.#backoffTimer = undefined;
+        if (!this.#closed && this.#onAccept !== undefined) this.#startPolling();
+      }, delay);
+    } else {
+      this.#onAccept = undefined;
+    }
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+    else process.emitWarning(error);
+  }
+
+  #clearBackoff(): void {
+    if (this.#backoffTimer !== undefined) clearTimeout(this.#backoffTimer);
+    this.#backoffTimer = undefined;
+  }
+
+  #assertOpen(operation: string): void {
+    if (this.#closed) {
+      throw new ListenerError('ERR_LISTENER_CLOSED', `Cannot ${operation}: the listener is closed`);
+    }
+  }
+}

@@ -1,0 +1,64 @@
+import path from 'node:path';
+import nodeGypBuild from 'node-gyp-build';
+
+/** A system error as the addon throws it: the same shape as Node's own. */
+export interface NativeSystemError extends Error {
+  code: string;
+  errno: number;
+  syscall: string;
+  address?: string;
+  port?: number;
+}
+
+export interface NativeAddress {
+  address: string;
+  family: 'IPv4' | 'IPv6';
+  port: number;
+}
+
+export interface NativeSocketInfo {
+  stream: boolean;
+  inet: boolean;
+  tcp: boolean;
+  listening: boolean;
+}
+
+/** One listening socket owned by the addon. Mechanism only: no state, no policy. */
+export interface NativeHandle {
+  readonly fd: number;
+  /** Starts polling; `onAccept` gets each batch of accepted fds (CLOEXEC, non-blocking). */
+  arm(onAccept: (fds: number[]) => void, onError: (error: NativeSystemError) => void): void;
+  disarm(): void;
+  queueDepth(): { queued: number; backlog: number };
+  handshakes(): number;
+  gate(on: boolean): void;
+  shutdown(): void;
+  listen(backlog: number): void;
+  address(): NativeAddress;
+  info(): NativeSocketInfo;
+  close(): void;
+}
+
+export interface NativeBinding {
+  open(
+    family: 4 | 6,
+    address: string,
+    port: number,
+    backlog: number,
+    reusePort: boolean,
+    ipv6Only: boolean,
+  ): NativeHandle;
+  adopt(fd: number): NativeHandle;
+  readonly acceptBatch: number;
+}
+
+// Both src/ (tests) and dist/ (the package) sit one level below the package root.
+const packageRoot = path.resolve(__dirname, '..', '..');
+
+let loaded: NativeBinding | undefined;
+
+/** The only place the compiled addon is loaded. */
+export function loadBinding(): NativeBinding {
+  loaded ??= nodeGypBuild(packageRoot) as NativeBinding;
+  return loaded;
+}
