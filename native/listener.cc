@@ -108,6 +108,8 @@ class Listener : public Napi::ObjectWrap<Listener> {
                        {
                            InstanceMethod<&Listener::Arm>("arm"),
                            InstanceMethod<&Listener::Disarm>("disarm"),
+                           InstanceMethod<&Listener::Sweep>("sweep"),
+                           InstanceMethod<&Listener::SetRef>("ref"),
                            InstanceMethod<&Listener::QueueDepth>("queueDepth"),
                            InstanceMethod<&Listener::Handshakes>("handshakes"),
                            InstanceMethod<&Listener::Gate>("gate"),
@@ -190,6 +192,11 @@ class Listener : public Napi::ObjectWrap<Listener> {
     if (!CheckOpen(env, "uv_poll_start")) return env.Undefined();
     onAccept_.Reset(info[0].As<Napi::Function>(), 1);
     onError_.Reset(info[1].As<Napi::Function>(), 1);
+    batchLimit_ = kAcceptBatch;
+    if (info[2].IsNumber()) {
+      int limit = info[2].As<Napi::Number>().Int32Value();
+      batchLimit_ = limit < 1 ? 1 : limit > kAcceptBatch ? kAcceptBatch : limit;
+    }
     if (poller_ == nullptr) {
       uv_loop_t* loop = nullptr;
       if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
@@ -204,6 +211,7 @@ class Listener : public Napi::ObjectWrap<Listener> {
       }
       poller->owner = this;
       poller_ = poller;
+      if (!referenced_) uv_unref(reinterpret_cast<uv_handle_t*>(&poller_->handle));
     }
     int err = uv_poll_start(&poller_->handle, UV_READABLE, OnReadable);
     if (err != 0) {
@@ -232,6 +240,55 @@ class Listener : public Napi::ObjectWrap<Listener> {
     return info.Env().Undefined();
   }
 
+  // ref(bool): whether an armed listener keeps the event loop alive.
+  Napi::Value SetRef(const Napi::CallbackInfo& info) {
+    referenced_ = info[0].ToBoolean();
+    if (poller_ != nullptr) {
+      auto* handle = reinterpret_cast<uv_handle_t*>(&poller_->handle);
+      if (referenced_) uv_ref(handle); else uv_unref(handle);
+    }
+    return info.Env().Undefined();
+  }
+
+  // sweep(shutdown): accept everything queued, synchronously, until EAGAIN.
+  // With shutdown set, shutdown(SHUT_RD) follows in the same step, with no JS
+  // in between: a connection that reached the queue after the last accept
+  // would be reset by the shutdown. Polling stops too, since a shut-down
+  // listener stays readable.
+  Napi::Value Sweep(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckOpen(env, "accept4")) return env.Undefined();
+    bool shutdown = info[0].ToBoolean();
+    std::vector<int> fds;
+    int failure = 0;
+    for (;;) {
+      int fd = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (fd >= 0) {
+        fds.push_back(fd);
+        continue;
+      }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == ECONNABORTED || errno == EINTR || errno == EPROTO) continue;
+      failure = errno;
+      break;
+    }
+    const char* failedCall = "accept4";
+    if (failure == 0 && shutdown) {
+      StopPolling();
+      if (::shutdown(fd_, SHUT_RD) != 0 && errno != ENOTCONN) {
+        failure = errno;
+        failedCall = "shutdown";
+      }
+    }
+    Napi::Array batch = Napi::Array::New(env, fds.size());
+    for (size_t i = 0; i < fds.size(); i++) batch.Set(i, Napi::Number::New(env, fds[i]));
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("fds", batch);
+    // The accepted fds are returned even on failure: they belong to JS now.
+    result.Set("error", failure != 0 ? SystemError(env, failure, failedCall).Value() : env.Null());
+    return result;
+  }
+
   static void OnReadable(uv_poll_t* handle, int status, int /*events*/) {
     Listener* self = reinterpret_cast<Poller*>(handle)->owner;
     if (self != nullptr) self->AcceptBatch(status);
@@ -246,7 +303,7 @@ class Listener : public Napi::ObjectWrap<Listener> {
     int failure = status < 0 ? -status : 0;
     const char* failedCall = "uv_poll";
     std::vector<int> fds;
-    while (failure == 0 && fds.size() < kAcceptBatch) {
+    while (failure == 0 && fds.size() < static_cast<size_t>(batchLimit_)) {
       int fd = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (fd >= 0) {
         fds.push_back(fd);
@@ -472,7 +529,9 @@ class Listener : public Napi::ObjectWrap<Listener> {
   }
 
   int fd_ = -1;
+  int batchLimit_ = kAcceptBatch;
   bool armed_ = false;
+  bool referenced_ = true;
   Poller* poller_ = nullptr;
   napi_async_cleanup_hook_handle cleanup_ = nullptr;
   Napi::FunctionReference onAccept_;

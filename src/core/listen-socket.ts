@@ -80,6 +80,7 @@ export class ListenSocket extends EventEmitter {
   #onAccept: ((fds: number[]) => void) | undefined;
   #backoffMs = FIRST_BACKOFF_MS;
   #backoffTimer: NodeJS.Timeout | undefined;
+  #limit: number | undefined;
 
   private constructor(handle: NativeHandle, backlog: number) {
     super();
@@ -175,9 +176,14 @@ export class ListenSocket extends EventEmitter {
    * disarm, emit `'error'`, and arm again after a back-off (10 ms doubling to
    * 1 s); the connections wait in the kernel queue meanwhile.
    */
-  arm(onAccept: (fds: number[]) => void): void {
+  arm(onAccept: (fds: number[]) => void, options?: { limit?: number }): void {
     this.#assertOpen('arm');
     if (typeof onAccept !== 'function') throw invalidArgType('onAccept', 'of type function', onAccept);
+    this.#limit = undefined;
+    if (options !== undefined) {
+      validateObject('options', options);
+      if (options.limit !== undefined) this.#limit = validateInteger('options.limit', options.limit, 1, MAX_BACKLOG);
+    }
     this.#onAccept = onAccept;
     this.#clearBackoff();
     this.#startPolling();
@@ -210,6 +216,28 @@ export class ListenSocket extends EventEmitter {
       }
     }
     return depth;
+  }
+
+  /**
+   * Accepts everything queued right now, until EAGAIN, and returns the fds.
+   * With `{ shutdown: true }` the listener is shut down (and disarmed) in the
+   * same native step, so nothing can reach the queue between the last accept
+   * and the shutdown. An error after some accepts is returned beside them.
+   */
+  sweep(options?: { shutdown?: boolean }): { fds: number[]; error: Error | null } {
+    this.#assertOpen('sweep');
+    const shutdown = options?.shutdown === true;
+    if (shutdown) {
+      this.#onAccept = undefined;
+      this.#clearBackoff();
+    }
+    return this.#handle.sweep(shutdown);
+  }
+
+  /** Whether an armed socket keeps the event loop alive (`server.ref()`/`unref()`). @default true */
+  ref(on = true): void {
+    this.#assertOpen('ref');
+    this.#handle.ref(validateBoolean('on', on));
   }
 
   /** SYN gate: while on, new SYNs are dropped (clients retransmit, no RST). */
@@ -254,6 +282,7 @@ export class ListenSocket extends EventEmitter {
         this.#onAccept?.(fds);
       },
       (error) => this.#onPollError(error),
+      this.#limit,
     );
   }
 

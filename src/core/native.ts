@@ -26,9 +26,20 @@ export interface NativeSocketInfo {
 /** One listening socket owned by the addon. Mechanism only: no state, no policy. */
 export interface NativeHandle {
   readonly fd: number;
-  /** Starts polling; `onAccept` gets each batch of accepted fds (CLOEXEC, non-blocking). */
-  arm(onAccept: (fds: number[]) => void, onError: (error: NativeSystemError) => void): void;
+  /**
+   * Starts polling; `onAccept` gets each batch of accepted fds (CLOEXEC,
+   * non-blocking), at most `limit` per batch (default and cap: `acceptBatch`).
+   */
+  arm(
+    onAccept: (fds: number[]) => void,
+    onError: (error: NativeSystemError) => void,
+    limit?: number,
+  ): void;
   disarm(): void;
+  /** Accepts until EAGAIN now; with `shutdown`, `shutdown(SHUT_RD)` and disarm in the same step. */
+  sweep(shutdown: boolean): { fds: number[]; error: NativeSystemError | null };
+  /** Whether an armed listener keeps the event loop alive. */
+  ref(on: boolean): void;
   queueDepth(): { queued: number; backlog: number };
   handshakes(): number;
   gate(on: boolean): void;
