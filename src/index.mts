@@ -1,4 +1,14 @@
 // The ESM entry re-exports the CommonJS build, so both entry points share one
 // module instance (one addon load, one set of classes for instanceof).
-export { ListenSocket, ListenerError } from './index.js';
-export type { OpenOptions, Pending, ListenerErrorCode } from './index.js';
+export { listen, adopt, Listener, ListenSocket, ListenerError } from './index.js';
+export type {
+  ListenOptions,
+  CloseOptions,
+  CloseReport,
+  Connection,
+  ConnectionSink,
+  ListenerState,
+  OpenOptions,
+  Pending,
+  ListenerErrorCode,
+} from './index.js';

@@ -1,6 +1,9 @@
 /** Stable codes for lifecycle errors; system errors keep Node's own codes. */
 export type ListenerErrorCode =
   | 'ERR_LISTENER_CLOSED'
+  | 'ERR_CLOSE_ABORTED'
+  | 'ERR_SERVER_ALREADY_LISTEN'
+  | 'ERR_SERVER_NOT_LISTENING'
   | 'ERR_UNSUPPORTED_PLATFORM';
 
 /** An error about the listener's lifecycle, not about the system. */

@@ -1,17 +1,136 @@
 // Every touch of Node's private server/socket internals lives here, each with
-// the Node behaviour it mirrors, so a Node upgrade has one file to check.
+// the Node behaviour it mirrors, so a Node upgrade has one file to check. The
+// parity tests run on Node 20 and Node 24.
 import type net from 'node:net';
 
-interface ServerWithHandle {
-  _handle?: { fd?: number } | null;
+/** What `net.Server` calls on `server._handle` (lib/net.js). */
+export interface ListenHandle {
+  readonly fd: number;
+  getsockname(out: Record<string, unknown>): number;
+  close(callback?: () => void): void;
+  ref(): void;
+  unref(): void;
+}
+
+interface ServerInternals {
+  _handle?: (Partial<ListenHandle> & { fd?: number }) | null;
+  _connectionKey?: string;
+  _connections: number;
+  _emitCloseIfDrained?: () => void;
+  highWaterMark?: number;
+  keepAliveInitialDelay?: number;
+  blockList?: { check(address: string, family: string): boolean };
+}
+
+function internals(server: net.Server): ServerInternals {
+  return server as unknown as ServerInternals;
 }
 
 /**
- * The fd of a listening `net.Server`: `server._handle` is the TCP wrap that
- * `server.listen()` created (lib/net.js `setupListenHandle`), and its `fd`
- * getter returns the OS socket (-1 on Windows).
+ * The fd of a `net.Server` that `server.listen()` opened: `server._handle` is
+ * the TCP wrap from lib/net.js `setupListenHandle`; its `fd` getter returns
+ * the OS socket.
  */
 export function listeningFd(server: net.Server): number | undefined {
-  const fd = (server as unknown as ServerWithHandle)._handle?.fd;
+  const fd = internals(server)._handle?.fd;
   return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+/** Whether the server has a listen handle (Node's own or one we installed). */
+export function hasListenHandle(server: net.Server): boolean {
+  return internals(server)._handle != null;
+}
+
+/**
+ * Closes the TCP wrap that `server.listen()` created without `server.close()`
+ * (which would emit `'close'` and, for http, end idle connections). The socket
+ * survives while another fd (our dup) refers to it, queue included.
+ */
+export function dropNodeHandle(server: net.Server): void {
+  const s = internals(server);
+  s._handle?.close?.();
+  s._handle = null;
+}
+
+/**
+ * Installs a listen handle of ours as `server._handle`. With it,
+ * `server.listening` (`!!(_handle && _connectionKey)`), `server.address()`
+ * (`_handle.getsockname`), `server.ref()/unref()`, `server.close()` and the
+ * `ERR_SERVER_ALREADY_LISTEN` guard of `server.listen()` behave as after
+ * `server.listen()`; `_connectionKey` has the `family:address:port` shape
+ * that `setupListenHandle` gives it.
+ */
+export function installListenHandle(server: net.Server, handle: ListenHandle, key: string): void {
+  const s = internals(server);
+  s._handle = handle as ServerInternals['_handle'];
+  s._connectionKey = key;
+}
+
+/**
+ * Removes our handle if it is still the server's and lets Node emit the
+ * server's `'close'` once its connections are gone, as `Server.close` does
+ * after `_handle = null` (`_emitCloseIfDrained`). Also stops http's
+ * connection-checking interval, as `httpServerPreClose` does, without its
+ * `closeIdleConnections()`.
+ */
+export function removeListenHandle(server: net.Server, handle: ListenHandle): void {
+  const s = internals(server);
+  if (s._handle !== handle) return;
+  s._handle = null;
+  for (const symbol of Object.getOwnPropertySymbols(server)) {
+    if (symbol.description === 'http.server.connectionsCheckingInterval') {
+      clearInterval((server as unknown as Record<symbol, NodeJS.Timeout>)[symbol]);
+    }
+  }
+  s._emitCloseIfDrained?.();
+}
+
+/** Socket options as lib/net.js `onconnection` derives them from the server. */
+export function acceptedSocketOptions(server: net.Server): net.SocketConstructorOpts & {
+  pauseOnCreate: boolean;
+  highWaterMark?: number;
+} {
+  const s = server as unknown as { allowHalfOpen?: boolean; pauseOnConnect?: boolean };
+  const highWaterMark = internals(server).highWaterMark;
+  return {
+    allowHalfOpen: s.allowHalfOpen === true,
+    pauseOnCreate: s.pauseOnConnect === true,
+    readable: true,
+    writable: true,
+    ...(highWaterMark !== undefined ? { highWaterMark } : {}),
+  };
+}
+
+/**
+ * What `onconnection` does to a new socket before `'connection'`: TCP_NODELAY
+ * and keep-alive from the server's options (`keepAliveInitialDelay` is stored
+ * in seconds), connection counting (`_connections`, decremented by
+ * `Socket._destroy` through `socket._server`), and `socket.server`.
+ */
+export function adoptConnection(server: net.Server, socket: net.Socket): void {
+  const s = server as unknown as { noDelay?: boolean; keepAlive?: boolean };
+  if (s.noDelay) socket.setNoDelay(true);
+  if (s.keepAlive) socket.setKeepAlive(true, (internals(server).keepAliveInitialDelay ?? 0) * 1000);
+  internals(server)._connections++;
+  const counted = socket as unknown as { server: net.Server; _server: net.Server };
+  counted.server = server;
+  counted._server = server;
+}
+
+/** Node ≥ 22.13 `server.blockList`: `onconnection` closes blocked peers before `'connection'`. */
+export function isBlocked(server: net.Server, socket: net.Socket): boolean {
+  const blockList = internals(server).blockList;
+  const address = socket.remoteAddress;
+  const family = socket.remoteFamily;
+  if (blockList === undefined || address === undefined || family === undefined) return false;
+  return blockList.check(address, family.toLowerCase());
+}
+
+/**
+ * The TLS server's wrapped socket keeps the raw socket it was made from as
+ * `tlsSocket._parent` (lib/_tls_wrap.js `tlsConnectionListener`).
+ */
+export function rawSocketOf(tlsSocket: net.Socket): net.Socket | undefined {
+  const parent = (tlsSocket as unknown as { _parent?: unknown })._parent;
+  return parent != null && typeof parent === 'object' ? (parent as net.Socket) : undefined;
 }

@@ -1,0 +1,127 @@
+import net from 'node:net';
+import { ListenerError, invalidArgType } from './core/errors.js';
+import { ListenSocket, type OpenOptions } from './core/listen-socket.js';
+import { dropNodeHandle, hasListenHandle, listeningFd } from './core/node-internals.js';
+import { validateObject } from './core/validate.js';
+import { Listener } from './listener.js';
+import { ServerFeed } from './server/feed.js';
+
+/** Options for {@link listen}. */
+export interface ListenOptions extends OpenOptions {
+  /** Adopt this listening fd (dup'd; the caller keeps the original) instead of opening a socket. */
+  fd?: number;
+  /** Aborting it closes the listener (two-phase, default timeouts). */
+  signal?: AbortSignal;
+}
+
+// Servers fed by a listener, or on their way to one: a second listen() must
+// fail even while the first is still resolving its host.
+const claimed = new WeakSet<net.Server>();
+
+function validateServer(server: unknown): asserts server is net.Server {
+  if (!(server instanceof net.Server)) {
+    throw invalidArgType('server', 'an instance of net.Server (net, tls, http, https or http2)', server);
+  }
+}
+
+function claim(server: net.Server, adopting: boolean): void {
+  if (claimed.has(server)) {
+    throw new ListenerError('ERR_SERVER_ALREADY_LISTEN', 'This server is already fed by a graceful-listener');
+  }
+  if (!adopting && hasListenHandle(server)) {
+    throw new ListenerError(
+      'ERR_SERVER_ALREADY_LISTEN',
+      'This server already called server.listen(); use adopt(server) to take over its socket',
+    );
+  }
+  claimed.add(server);
+}
+
+function validateSignal(signal: unknown): AbortSignal | undefined {
+  if (signal === undefined) return undefined;
+  if (!(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
+  return signal;
+}
+
+function start(server: net.Server, socket: ListenSocket, signal: AbortSignal | undefined): Listener<net.Socket> {
+  let listener!: Listener<net.Socket>;
+  const feed = new ServerFeed(server, {
+    get fd() {
+      return socket.fd;
+    },
+    address: () => socket.address(),
+    close: () => listener.close(),
+    ref: (on) => listener.ref(on),
+  });
+  listener = new Listener(socket, feed);
+  listener.once('close', () => claimed.delete(server));
+  if (signal !== undefined) {
+    const onAbort = (): void => {
+      listener.close().catch((error: Error) => listener.emit('error', error));
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    listener.once('close', () => signal.removeEventListener('abort', onAbort));
+  }
+  return listener;
+}
+
+/**
+ * Opens a listening socket owned by the addon and feeds `server` from it, in
+ * place of `server.listen()`. The server emits `'listening'` and behaves as if
+ * it had listened; `listener.close()` (or `server.close()`) closes in two
+ * phases without resetting any client whose handshake completed.
+ */
+export async function listen(server: net.Server, options: ListenOptions = {}): Promise<Listener<net.Socket>> {
+  validateServer(server);
+  validateObject('options', options);
+  const signal = validateSignal(options.signal);
+  signal?.throwIfAborted();
+  claim(server, false);
+  let socket: ListenSocket;
+  try {
+    socket =
+      options.fd !== undefined
+        ? ListenSocket.adopt(options.fd)
+        : await ListenSocket.open(options);
+  } catch (error) {
+    claimed.delete(server);
+    throw error;
+  }
+  if (signal?.aborted) {
+    claimed.delete(server);
+    socket.close();
+    signal.throwIfAborted();
+  }
+  const listener = start(server, socket, signal);
+  server.emit('listening');
+  return listener;
+}
+
+/**
+ * Takes over a server that already called `server.listen()`: its socket is
+ * duplicated, Node's handle closed, and the queue kept — nothing queued is
+ * lost. From then on the returned listener accepts for the server.
+ */
+export function adopt(server: net.Server, options: { signal?: AbortSignal } = {}): Listener<net.Socket> {
+  validateServer(server);
+  validateObject('options', options);
+  const signal = validateSignal(options.signal);
+  signal?.throwIfAborted();
+  const fd = listeningFd(server);
+  if (fd === undefined) {
+    throw new ListenerError(
+      'ERR_SERVER_NOT_LISTENING',
+      'adopt(server) needs a server listening on a TCP port; use listen(server, options) otherwise',
+    );
+  }
+  claim(server, true);
+  let socket: ListenSocket;
+  try {
+    socket = ListenSocket.adopt(fd);
+  } catch (error) {
+    claimed.delete(server);
+    throw error;
+  }
+  dropNodeHandle(server);
+  return start(server, socket, signal);
+}

@@ -1,0 +1,381 @@
+import { EventEmitter } from 'node:events';
+import { ListenerError } from './core/errors.js';
+import type { ListenSocket, Pending } from './core/listen-socket.js';
+import type { NativeAddress } from './core/native.js';
+import { validateInteger, validateObject } from './core/validate.js';
+
+export type ListenerState = 'accepting' | 'draining' | 'closed';
+
+/** A connection as the listener sees it: it only needs to know when it ends. */
+export interface Connection {
+  once(event: 'close', listener: () => void): unknown;
+  destroy(): void;
+}
+
+/**
+ * Where accepted connections go: a Node server (see `server/feed.ts`) or a
+ * test double. The listener owns counting and the drain; the sink owns the
+ * protocol.
+ */
+export interface ConnectionSink<C extends Connection = Connection> {
+  /** Makes a connection of an accepted fd, which it owns from then on. */
+  wrap(fd: number): C;
+  /** Hands the connection to the server; `draining` when a close is under way. */
+  deliver(connection: C, draining: boolean): void;
+  /** A close began (`true`) or was aborted by `resume()` (`false`). */
+  draining(on: boolean): void;
+  /** The deadline passed: end with FIN after reading what the peer sent. */
+  endGently(connection: C): void;
+  /** The listener is closed: detach from the server. */
+  closed(): void;
+  /** Connections the sink may not exceed, or `undefined` for no limit. */
+  limit(): number | undefined;
+}
+
+/** Options for {@link Listener.close}. */
+export interface CloseOptions {
+  /**
+   * Milliseconds until connections still open are ended gently (FIN after
+   * their receive buffer is read empty).
+   * @default 30000
+   */
+  timeout?: number;
+  /**
+   * Milliseconds after `timeout` until connections still open are destroyed.
+   * @default 5000
+   */
+  forceTimeout?: number;
+}
+
+/** What a close did. */
+export interface CloseReport {
+  /** Connections in the accept queue when `close()` began. */
+  queuedAtClose: number;
+  /** Handshakes in SYN_RECV when `close()` began. */
+  handshakingAtClose: number;
+  /** Connections already open when `close()` began. */
+  openAtClose: number;
+  /** Connections accepted while draining: the queue, finished handshakes, stragglers. */
+  accepted: number;
+  /** Connections that finished on their own while draining. */
+  served: number;
+  /** Connections ended gently at `timeout`. */
+  ended: number;
+  /** Connections destroyed at `timeout + forceTimeout`. */
+  destroyed: number;
+  /** Milliseconds from `close()` to `'close'`. */
+  durationMs: number;
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+const DEFAULT_FORCE_TIMEOUT_MS = 5_000;
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+// sock_diag walks every socket of the namespace: while handshakes are in
+// SYN_RECV (their SYN-ACK is retransmitted after about 1 s), look again at
+// this pace, not faster.
+const HANDSHAKE_RECHECK_MS = 200;
+
+const EDGES: Record<ListenerState, readonly ListenerState[]> = {
+  accepting: ['draining'],
+  draining: ['accepting', 'closed'],
+  closed: [],
+};
+
+interface Drain {
+  readonly promise: Promise<CloseReport>;
+  readonly resolve: (report: CloseReport) => void;
+  readonly reject: (error: Error) => void;
+  readonly report: CloseReport;
+  readonly started: number;
+  /** The queue is swept and the socket shut down: phase 2 may run. */
+  swept: boolean;
+  /** Connections the drain ended or destroyed (not counted as served). */
+  readonly cut: WeakSet<object>;
+  timers: NodeJS.Timeout[];
+}
+
+/**
+ * A listening socket feeding a server, closed in two phases: phase 1 stops new
+ * SYNs, accepts what the kernel already queued and shuts the socket down with
+ * the queue empty; phase 2 closes the fd when the last connection is released.
+ *
+ * Events: `'connection'` (each accepted connection, before the server sees it),
+ * `'draining'`, `'accepting'` (a drain aborted by `resume()`), `'close'` (once),
+ * `'error'`.
+ */
+export class Listener<C extends Connection = Connection> extends EventEmitter {
+  readonly #socket: ListenSocket;
+  readonly #sink: ConnectionSink<C>;
+  readonly #connections = new Set<C>();
+  #state: ListenerState = 'accepting';
+  #paused = false;
+  #armedLimit: number | undefined | null = null;
+  #drain: Drain | undefined;
+
+  constructor(socket: ListenSocket, sink: ConnectionSink<C>) {
+    super();
+    this.#socket = socket;
+    this.#sink = sink;
+    socket.on('error', (error: Error) => this.#emitError(error));
+    this.#updateArming();
+  }
+
+  /** `'accepting'`, `'draining'` (close under way) or `'closed'`. */
+  get state(): ListenerState {
+    return this.#state;
+  }
+
+  /**
+   * NGINX Unit's `lev->count`: 1 for the listener itself plus each accepted
+   * connection not yet closed (TLS handshakes included); 0 once closed.
+   */
+  get count(): number {
+    return this.#state === 'closed' ? 0 : 1 + this.#connections.size;
+  }
+
+  /** Whether `pause()` is in force. */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  address(): NativeAddress {
+    this.#assertNotClosed('address');
+    return this.#socket.address();
+  }
+
+  /** The kernel accept queue; see {@link ListenSocket.pending}. */
+  pending(options?: { handshakes?: boolean }): Pending {
+    this.#assertNotClosed('pending');
+    return this.#socket.pending(options);
+  }
+
+  /** The listening fd (the listener owns it). */
+  get fd(): number {
+    return this.#socket.fd;
+  }
+
+  /** Stops accepting; the fd stays open and clients wait in the kernel queue. */
+  pause(): void {
+    this.#assertNotClosed('pause');
+    this.#paused = true;
+    this.#updateArming();
+  }
+
+  /**
+   * Accepts again after `pause()`. While draining, aborts the drain: the SYN
+   * gate opens, the socket listens again and the state returns to
+   * `'accepting'`; the pending `close()` rejects with `ERR_CLOSE_ABORTED`.
+   */
+  resume(): void {
+    this.#assertNotClosed('resume');
+    this.#paused = false;
+    const drain = this.#drain;
+    if (drain !== undefined) {
+      this.#drain = undefined;
+      for (const timer of drain.timers) clearTimeout(timer);
+      this.#socket.gate(false);
+      if (drain.swept) this.#socket.listen();
+      this.#sink.draining(false);
+      this.#transition('accepting');
+      drain.reject(new ListenerError('ERR_CLOSE_ABORTED', 'The close was aborted by resume()'));
+    }
+    this.#updateArming();
+  }
+
+  /** Whether an armed listener keeps the event loop alive. */
+  ref(on = true): void {
+    if (this.#state !== 'closed') this.#socket.ref(on);
+  }
+
+  /**
+   * Two-phase close. Phase 1: the SYN gate stops new handshakes, everything
+   * the kernel already queued (and handshakes already in SYN_RECV) is accepted
+   * and served in draining mode, then the socket is shut down with its queue
+   * empty, so no client whose handshake completed is reset. Phase 2: the fd is
+   * closed when the last connection is released. Every call returns the same
+   * promise.
+   */
+  close(options: CloseOptions = {}): Promise<CloseReport> {
+    if (this.#drain !== undefined) return this.#drain.promise;
+    if (this.#state === 'closed') {
+      return Promise.reject(new ListenerError('ERR_LISTENER_CLOSED', 'The listener is already closed'));
+    }
+    validateObject('options', options);
+    const timeout = validateInteger('options.timeout', options.timeout ?? DEFAULT_TIMEOUT_MS, 0, MAX_TIMEOUT_MS);
+    const forceTimeout = validateInteger(
+      'options.forceTimeout',
+      options.forceTimeout ?? DEFAULT_FORCE_TIMEOUT_MS,
+      0,
+      MAX_TIMEOUT_MS,
+    );
+
+    // The gate goes on before anything slow: from here no new SYN enters the queue.
+    this.#socket.gate(true);
+    const pending = this.#socket.pending({ handshakes: true });
+    let resolve!: (report: CloseReport) => void;
+    let reject!: (error: Error) => void;
+    const promise = new Promise<CloseReport>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    const drain: Drain = {
+      promise,
+      resolve,
+      reject,
+      started: performance.now(),
+      swept: false,
+      cut: new WeakSet(),
+      timers: [],
+      report: {
+        queuedAtClose: pending.queued,
+        handshakingAtClose: pending.handshaking ?? 0,
+        openAtClose: this.#connections.size,
+        accepted: 0,
+        served: 0,
+        ended: 0,
+        destroyed: 0,
+        durationMs: 0,
+      },
+    };
+    this.#drain = drain;
+    this.#transition('draining');
+    this.#sink.draining(true);
+    this.#sweep(drain, pending.handshaking ?? 0);
+    if (this.#drain === drain) {
+      drain.timers.push(
+        setTimeout(() => this.#deadline(drain), timeout),
+        setTimeout(() => this.#forceDeadline(drain), timeout + forceTimeout),
+      );
+    }
+    return promise;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#state !== 'closed') await this.close();
+  }
+
+  // Phase 1. Handshakes still in SYN_RECV complete into the queue once their
+  // SYN-ACK is retransmitted; a shutdown before then would reset them (and
+  // their client may already be ESTABLISHED). So while sock_diag sees any,
+  // keep accepting and look again later; once none is left, accept until
+  // EAGAIN and shut down in one native step.
+  #sweep(drain: Drain, handshaking: number): void {
+    if (this.#drain !== drain) return;
+    if (handshaking > 0) {
+      this.#updateArming();
+      drain.timers.push(
+        setTimeout(() => {
+          if (this.#drain !== drain) return;
+          this.#sweep(drain, this.#socket.pending({ handshakes: true }).handshaking ?? 0);
+        }, HANDSHAKE_RECHECK_MS),
+      );
+      return;
+    }
+    const { fds, error } = this.#socket.sweep({ shutdown: true });
+    drain.swept = true;
+    this.#armedLimit = null;
+    this.#admit(fds);
+    if (error !== null) this.#emitError(error);
+    this.#maybeFinish();
+  }
+
+  #deadline(drain: Drain): void {
+    if (this.#drain !== drain) return;
+    // Handshakes that never completed cannot wait any longer.
+    if (!drain.swept) this.#sweep(drain, 0);
+    for (const connection of this.#connections) {
+      drain.report.ended++;
+      drain.cut.add(connection);
+      this.#sink.endGently(connection);
+    }
+  }
+
+  #forceDeadline(drain: Drain): void {
+    if (this.#drain !== drain) return;
+    for (const connection of this.#connections) {
+      drain.report.destroyed++;
+      drain.cut.add(connection);
+      connection.destroy();
+    }
+  }
+
+  #onAccept = (fds: number[]): void => {
+    this.#admit(fds);
+    this.#updateArming();
+  };
+
+  #admit(fds: number[]): void {
+    const draining = this.#drain !== undefined;
+    for (const fd of fds) {
+      const connection = this.#sink.wrap(fd);
+      this.#connections.add(connection);
+      if (draining) this.#drain!.report.accepted++;
+      connection.once('close', () => this.#release(connection));
+      this.emit('connection', connection);
+      this.#sink.deliver(connection, draining);
+    }
+  }
+
+  #release(connection: C): void {
+    if (!this.#connections.delete(connection)) return;
+    const drain = this.#drain;
+    if (drain !== undefined) {
+      if (!drain.cut.has(connection)) drain.report.served++;
+      this.#maybeFinish();
+    } else if (this.#state === 'accepting') {
+      this.#updateArming();
+    }
+  }
+
+  // Phase 2: the release of the last connection closes the fd.
+  #maybeFinish(): void {
+    const drain = this.#drain;
+    if (drain === undefined || !drain.swept || this.#connections.size > 0) return;
+    this.#drain = undefined;
+    for (const timer of drain.timers) clearTimeout(timer);
+    this.#socket.close();
+    this.#transition('closed');
+    this.#sink.closed();
+    drain.report.durationMs = performance.now() - drain.started;
+    drain.resolve(drain.report);
+  }
+
+  // Armed while accepting (unless paused, or the server's connection limit is
+  // reached: then clients wait in the kernel queue instead of being dropped),
+  // and while draining until the sweep; never after.
+  #updateArming(): void {
+    let wanted: number | undefined | null = null;
+    if (this.#state === 'accepting' && !this.#paused) {
+      const limit = this.#sink.limit();
+      wanted = limit === undefined ? undefined : Math.max(0, limit - this.#connections.size);
+      if (wanted === 0) wanted = null;
+    } else if (this.#drain !== undefined && !this.#drain.swept) {
+      wanted = undefined;
+    }
+    if (wanted === this.#armedLimit) return;
+    this.#armedLimit = wanted;
+    if (wanted === null) this.#socket.disarm();
+    else this.#socket.arm(this.#onAccept, wanted === undefined ? undefined : { limit: wanted });
+  }
+
+  #transition(next: ListenerState): void {
+    if (!EDGES[this.#state].includes(next)) {
+      throw new Error(`Invalid listener transition ${this.#state} -> ${next}`);
+    }
+    this.#state = next;
+    if (next === 'closed') this.#armedLimit = null;
+    this.emit(next === 'closed' ? 'close' : next);
+  }
+
+  #emitError(error: Error): void {
+    if (this.listenerCount('error') > 0) this.emit('error', error);
+    else process.emitWarning(error);
+  }
+
+  #assertNotClosed(operation: string): void {
+    if (this.#state === 'closed') {
+      throw new ListenerError('ERR_LISTENER_CLOSED', `Cannot ${operation}: the listener is closed`);
+    }
+  }
+}
+
