@@ -3,6 +3,12 @@
 export { listen, adopt, Listener, ListenSocket, ListenerError } from './index.js';
 export type {
   ListenOptions,
+  AdoptOptions,
+  DrainOptions,
+  HttpDrainOptions,
+  HttpDrainStats,
+  Http2DrainOptions,
+  Http2DrainStats,
   CloseOptions,
   CloseReport,
   Connection,

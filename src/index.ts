@@ -1,5 +1,8 @@
 export { listen, adopt } from './listen.js';
-export type { ListenOptions } from './listen.js';
+export type { ListenOptions, AdoptOptions } from './listen.js';
+export type { DrainOptions } from './server/feed.js';
+export type { HttpDrainOptions, HttpDrainStats } from './server/http-drain.js';
+export type { Http2DrainOptions, Http2DrainStats } from './server/http2-drain.js';
 export { Listener } from './listener.js';
 export type { CloseOptions, CloseReport, Connection, ConnectionSink, ListenerState } from './listener.js';
 export { ListenSocket } from './core/listen-socket.js';

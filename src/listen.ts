@@ -2,12 +2,14 @@ import net from 'node:net';
 import { ListenerError, invalidArgType } from './core/errors.js';
 import { ListenSocket, type OpenOptions } from './core/listen-socket.js';
 import { dropNodeHandle, hasListenHandle, listeningFd } from './core/node-internals.js';
-import { validateObject } from './core/validate.js';
+import { validateInteger, validateObject } from './core/validate.js';
+
+const MAX_MS = 2 ** 31 - 1;
 import { Listener } from './listener.js';
-import { ServerFeed } from './server/feed.js';
+import { ServerFeed, type DrainOptions } from './server/feed.js';
 
 /** Options for {@link listen}. */
-export interface ListenOptions extends OpenOptions {
+export interface ListenOptions extends OpenOptions, DrainOptions {
   /** Adopt this listening fd (dup'd; the caller keeps the original) instead of opening a socket. */
   fd?: number;
   /** Aborting it closes the listener (two-phase, default timeouts). */
@@ -43,7 +45,34 @@ function validateSignal(signal: unknown): AbortSignal | undefined {
   return signal;
 }
 
-function start(server: net.Server, socket: ListenSocket, signal: AbortSignal | undefined): Listener<net.Socket> {
+/** Options for {@link adopt}. */
+export interface AdoptOptions extends DrainOptions {
+  /** Aborting it closes the listener (two-phase, default timeouts). */
+  signal?: AbortSignal;
+}
+
+function validateDrainOptions(options: DrainOptions): DrainOptions {
+  if (options.onDrain !== undefined && typeof options.onDrain !== 'function') {
+    throw invalidArgType('options.onDrain', 'of type function', options.onDrain);
+  }
+  if (options.http !== undefined) {
+    const http = validateObject('options.http', options.http);
+    if (http.quietWindow !== undefined) validateInteger('options.http.quietWindow', http.quietWindow, 0, MAX_MS);
+    if (http.linger !== undefined) validateInteger('options.http.linger', http.linger, 0, MAX_MS);
+  }
+  if (options.http2 !== undefined) {
+    const http2 = validateObject('options.http2', options.http2);
+    if (http2.pingTimeout !== undefined) validateInteger('options.http2.pingTimeout', http2.pingTimeout, 0, MAX_MS);
+  }
+  return { onDrain: options.onDrain, http: options.http, http2: options.http2 };
+}
+
+function start(
+  server: net.Server,
+  socket: ListenSocket,
+  signal: AbortSignal | undefined,
+  drain: DrainOptions,
+): Listener<net.Socket> {
   let listener!: Listener<net.Socket>;
   const feed = new ServerFeed(server, {
     get fd() {
@@ -52,7 +81,7 @@ function start(server: net.Server, socket: ListenSocket, signal: AbortSignal | u
     address: () => socket.address(),
     close: () => listener.close(),
     ref: (on) => listener.ref(on),
-  });
+  }, drain);
   listener = new Listener(socket, feed);
   listener.once('close', () => claimed.delete(server));
   if (signal !== undefined) {
@@ -75,6 +104,7 @@ export async function listen(server: net.Server, options: ListenOptions = {}): P
   validateServer(server);
   validateObject('options', options);
   const signal = validateSignal(options.signal);
+  const drain = validateDrainOptions(options);
   signal?.throwIfAborted();
   claim(server, false);
   let socket: ListenSocket;
@@ -92,7 +122,7 @@ export async function listen(server: net.Server, options: ListenOptions = {}): P
     socket.close();
     signal.throwIfAborted();
   }
-  const listener = start(server, socket, signal);
+  const listener = start(server, socket, signal, drain);
   server.emit('listening');
   return listener;
 }
@@ -102,10 +132,11 @@ export async function listen(server: net.Server, options: ListenOptions = {}): P
  * duplicated, Node's handle closed, and the queue kept — nothing queued is
  * lost. From then on the returned listener accepts for the server.
  */
-export function adopt(server: net.Server, options: { signal?: AbortSignal } = {}): Listener<net.Socket> {
+export function adopt(server: net.Server, options: AdoptOptions = {}): Listener<net.Socket> {
   validateServer(server);
   validateObject('options', options);
   const signal = validateSignal(options.signal);
+  const drain = validateDrainOptions(options);
   signal?.throwIfAborted();
   const fd = listeningFd(server);
   if (fd === undefined) {
@@ -123,5 +154,5 @@ export function adopt(server: net.Server, options: { signal?: AbortSignal } = {}
     throw error;
   }
   dropNodeHandle(server);
-  return start(server, socket, signal);
+  return start(server, socket, signal, drain);
 }

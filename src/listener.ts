@@ -22,14 +22,19 @@ export interface ConnectionSink<C extends Connection = Connection> {
   wrap(fd: number): C;
   /** Hands the connection to the server; `draining` when a close is under way. */
   deliver(connection: C, draining: boolean): void;
-  /** A close began (`true`) or was aborted by `resume()` (`false`). */
-  draining(on: boolean): void;
+  /**
+   * A close began (`true`, with the connections open at that moment) or was
+   * aborted by `resume()` (`false`).
+   */
+  draining(on: boolean, connections: Iterable<C>): void;
   /** The deadline passed: end with FIN after reading what the peer sent. */
   endGently(connection: C): void;
   /** The listener is closed: detach from the server. */
   closed(): void;
   /** Connections the sink may not exceed, or `undefined` for no limit. */
   limit(): number | undefined;
+  /** Per-protocol figures for the close report. */
+  stats?(): Record<string, unknown>;
 }
 
 /** Options for {@link Listener.close}. */
@@ -65,6 +70,8 @@ export interface CloseReport {
   destroyed: number;
   /** Milliseconds from `close()` to `'close'`. */
   durationMs: number;
+  /** What the protocol drains did (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY, drain hooks). */
+  protocol?: Record<string, unknown>;
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -175,7 +182,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       for (const timer of drain.timers) clearTimeout(timer);
       this.#socket.gate(false);
       if (drain.swept) this.#socket.listen();
-      this.#sink.draining(false);
+      this.#sink.draining(false, this.#connections);
       this.#transition('accepting');
       drain.reject(new ListenerError('ERR_CLOSE_ABORTED', 'The close was aborted by resume()'));
     }
@@ -239,7 +246,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     };
     this.#drain = drain;
     this.#transition('draining');
-    this.#sink.draining(true);
+    this.#sink.draining(true, this.#connections);
     this.#sweep(drain, pending.handshaking ?? 0);
     if (this.#drain === drain) {
       drain.timers.push(
@@ -337,6 +344,8 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     this.#transition('closed');
     this.#sink.closed();
     drain.report.durationMs = performance.now() - drain.started;
+    const protocol = this.#sink.stats?.();
+    if (protocol !== undefined) drain.report.protocol = protocol;
     drain.resolve(drain.report);
   }
 

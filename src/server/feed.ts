@@ -12,7 +12,26 @@ import {
 } from '../core/node-internals.js';
 import type { NativeAddress } from '../core/native.js';
 import type { ConnectionSink } from '../listener.js';
-import { HttpDrain } from './http-drain.js';
+import { HttpDrain, isHttp2Server, speaksHttp1, type HttpDrainOptions } from './http-drain.js';
+import { Http2Drain, type Http2DrainOptions } from './http2-drain.js';
+
+/** How a server's connections are drained. */
+export interface DrainOptions {
+  /**
+   * Called once per connection that no protocol drain owns — every connection
+   * of a net or tls server, and sockets taken over by `'upgrade'` — when the
+   * drain starts, or when it is accepted or upgraded later. The application
+   * ends it its own way (a WebSocket close frame, a protocol goodbye).
+   * Without a hook such connections run until the close deadline, then end
+   * gently. A TLS connection is passed as its TLS socket once its handshake
+   * is done, as the raw socket before.
+   */
+  onDrain?: (socket: net.Socket) => void;
+  /** HTTP/1.1 drain options. */
+  http?: HttpDrainOptions;
+  /** HTTP/2 drain options. */
+  http2?: Http2DrainOptions;
+}
 
 /** What the feed needs from the listener that owns it. */
 export interface FeedOwner {
@@ -31,7 +50,14 @@ export interface FeedOwner {
 export class ServerFeed implements ConnectionSink<net.Socket> {
   readonly #server: net.Server;
   readonly #http: HttpDrain | undefined;
+  readonly #http2: Http2Drain | undefined;
+  readonly #onDrain: ((socket: net.Socket) => void) | undefined;
   readonly #handle: ListenHandle;
+  // Connections no protocol drain owns, by their raw socket.
+  readonly #hooked = new WeakSet<net.Socket>();
+  readonly #upgraded = new WeakSet<net.Socket>();
+  #hookCalls = 0;
+  #draining = false;
   // TLS sockets by their raw socket, to end a finished session with
   // close_notify instead of a bare FIN underneath it.
   readonly #secure = new WeakMap<net.Socket, tls.TLSSocket>();
@@ -40,10 +66,43 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
     if (raw !== undefined) this.#secure.set(raw, tlsSocket);
   };
 
-  constructor(server: net.Server, owner: FeedOwner) {
+  readonly #onUpgrade = (request: { socket: net.Socket }): void => {
+    this.#http?.forget(request.socket);
+    const raw = rawSocketOf(request.socket) ?? request.socket;
+    this.#upgraded.add(raw);
+    if (this.#draining) this.#hook(raw);
+  };
+  // Node treats a request as an upgrade only when the server has 'upgrade'
+  // listeners, so ours is attached only beside at least one of the user's.
+  #watchingUpgrades = false;
+  readonly #syncUpgradeWatch = (): void => {
+    const users = this.#server.listenerCount('upgrade') - (this.#watchingUpgrades ? 1 : 0);
+    if (users > 0 && !this.#watchingUpgrades) {
+      this.#watchingUpgrades = true;
+      this.#server.prependListener('upgrade', this.#onUpgrade);
+    } else if (users === 0 && this.#watchingUpgrades) {
+      this.#watchingUpgrades = false;
+      this.#server.removeListener('newListener', this.#onListenerChange);
+    this.#server.removeListener('removeListener', this.#onListenerChange);
+    this.#server.removeListener('upgrade', this.#onUpgrade);
+    }
+  };
+  readonly #onListenerChange = (event: string | symbol): void => {
+    // 'newListener' fires before the listener is added: look once it is.
+    if (event === 'upgrade') queueMicrotask(this.#syncUpgradeWatch);
+  };
+
+  constructor(server: net.Server, owner: FeedOwner, options: DrainOptions = {}) {
     this.#server = server;
-    this.#http = HttpDrain.applies(server) ? new HttpDrain(server) : undefined;
+    this.#http = speaksHttp1(server) ? new HttpDrain(server, options.http) : undefined;
+    this.#http2 = isHttp2Server(server) ? new Http2Drain(server, options.http2) : undefined;
+    this.#onDrain = options.onDrain;
     if (server instanceof tls.Server) server.prependListener('secureConnection', this.#onSecure);
+    if (this.#http !== undefined) {
+      server.on('newListener', this.#onListenerChange);
+      server.on('removeListener', this.#onListenerChange);
+      this.#syncUpgradeWatch();
+    }
     this.#handle = {
       get fd() {
         return owner.fd;
@@ -76,18 +135,48 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
     }
   }
 
-  deliver(socket: net.Socket, _draining: boolean): void {
+  deliver(socket: net.Socket, draining: boolean): void {
     if (isBlocked(this.#server, socket)) {
       socket.destroy();
       return;
     }
     adoptConnection(this.#server, socket);
     this.#server.emit('connection', socket);
+    if (draining && this.#ownsNoProtocol(socket)) this.#hook(socket);
   }
 
-  draining(on: boolean): void {
-    if (on) this.#http?.start();
-    else this.#http?.stop();
+  draining(on: boolean, connections: Iterable<net.Socket>): void {
+    this.#draining = on;
+    if (!on) {
+      this.#http?.stop();
+      this.#http2?.stop();
+      return;
+    }
+    this.#http?.start();
+    this.#http2?.start();
+    for (const socket of connections) {
+      if (this.#ownsNoProtocol(socket) || this.#upgraded.has(socket)) this.#hook(socket);
+    }
+  }
+
+  stats(): Record<string, unknown> {
+    return {
+      ...(this.#http !== undefined ? { http: this.#http.stats } : {}),
+      ...(this.#http2 !== undefined ? { http2: this.#http2.stats } : {}),
+      drainHooks: this.#hookCalls,
+    };
+  }
+
+  #ownsNoProtocol(_socket: net.Socket): boolean {
+    return this.#http === undefined && this.#http2 === undefined;
+  }
+
+  // Each connection's hook runs once, whichever path reaches it first.
+  #hook(socket: net.Socket): void {
+    if (this.#onDrain === undefined || this.#hooked.has(socket) || socket.destroyed) return;
+    this.#hooked.add(socket);
+    this.#hookCalls++;
+    this.#onDrain(this.#secure.get(socket) ?? socket);
   }
 
   endGently(socket: net.Socket): void {
@@ -105,6 +194,10 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
 
   closed(): void {
     this.#http?.dispose();
+    this.#http2?.dispose();
+    this.#server.removeListener('newListener', this.#onListenerChange);
+    this.#server.removeListener('removeListener', this.#onListenerChange);
+    this.#server.removeListener('upgrade', this.#onUpgrade);
     this.#server.removeListener('secureConnection', this.#onSecure);
     removeListenHandle(this.#server, this.#handle);
   }

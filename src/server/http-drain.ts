@@ -1,52 +1,187 @@
 import http from 'node:http';
 import https from 'node:https';
-import type net from 'node:net';
+import net from 'node:net';
+import tls from 'node:tls';
+
+/** Options of the HTTP/1.1 drain. */
+export interface HttpDrainOptions {
+  /**
+   * Milliseconds without a byte received or a response in progress before an
+   * idle keep-alive connection is ended while draining. A client's next
+   * request already on the wire arrives within one round trip; ending sooner
+   * would cut it (the client sees a reset on a request it already wrote).
+   * @default 1000
+   */
+  quietWindow?: number;
+  /** Milliseconds to keep reading after the FIN before the socket is destroyed. @default 2000 */
+  linger?: number;
+}
+
+/** What the HTTP/1.1 drain did, for the close report. */
+export interface HttpDrainStats {
+  /** Responses sent with `Connection: close` while draining. */
+  closedAfterResponse: number;
+  /** Idle keep-alive connections ended after the quiet window. */
+  endedIdle: number;
+}
+
+interface Tracked {
+  active: number;
+  bytesAtMark: number;
+  quietTimer: NodeJS.Timeout | undefined;
+  ended: boolean;
+}
+
+const DEFAULT_QUIET_WINDOW_MS = 1000;
+const DEFAULT_LINGER_MS = 2000;
+
+/** Whether a server is an HTTP/2 server (`http2.createServer`/`createSecureServer`). */
+export function isHttp2Server(server: net.Server): boolean {
+  return typeof (server as { updateSettings?: unknown }).updateSettings === 'function';
+}
 
 /**
- * HTTP/1.1 in draining mode: every response not yet started, in flight or on a
- * connection accepted later, is sent with `Connection: close`, so the client
- * closes after it instead of sending the next request to a closing server.
- * Idle keep-alive sockets are left alone: under load their next request is
- * already on the wire, and it is answered with `Connection: close` too.
+ * Whether HTTP/1.1 requests can reach the server: http and https servers, and
+ * a secure HTTP/2 server (with `allowHTTP1` its HTTP/1.1 connections follow
+ * these rules; without it none arrive).
+ */
+export function speaksHttp1(server: net.Server): boolean {
+  return (
+    server instanceof http.Server ||
+    server instanceof https.Server ||
+    (isHttp2Server(server) && server instanceof tls.Server)
+  );
+}
+
+/**
+ * HTTP/1.1 in draining mode. Every response not yet started — in flight, or
+ * on a connection accepted later — is sent with `Connection: close`, after
+ * which Node ends the connection. Idle keep-alive connections are not cut when
+ * the drain starts: under load their next request is already on the wire. They
+ * are ended (FIN, reading on) only after a quiet window without a byte
+ * received or a response in progress, and the window restarts on either.
  */
 export class HttpDrain {
   readonly #server: net.Server;
-  readonly #open = new Set<http.ServerResponse>();
+  readonly #quietWindow: number;
+  readonly #linger: number;
+  readonly #sockets = new Map<net.Socket, Tracked>();
+  readonly #responses = new Set<http.ServerResponse>();
+  readonly #stats: HttpDrainStats = { closedAfterResponse: 0, endedIdle: 0 };
   #draining = false;
 
-  readonly #onRequest = (_request: http.IncomingMessage, response: http.ServerResponse): void => {
-    if (this.#draining) {
-      response.shouldKeepAlive = false;
-      return;
-    }
-    this.#open.add(response);
-    response.once('close', () => this.#open.delete(response));
+  readonly #onConnection = (socket: net.Socket): void => {
+    // A TLS server's raw socket is tracked once it is a TLS socket.
+    if (this.#server instanceof tls.Server && !(socket instanceof tls.TLSSocket)) return;
+    // An HTTP/2 session on an allowHTTP1 server belongs to the HTTP/2 drain.
+    if (socket instanceof tls.TLSSocket && socket.alpnProtocol === 'h2') return;
+    if (this.#sockets.has(socket)) return;
+    const tracked: Tracked = { active: 0, bytesAtMark: 0, quietTimer: undefined, ended: false };
+    this.#sockets.set(socket, tracked);
+    socket.once('close', () => {
+      clearTimeout(tracked.quietTimer);
+      this.#sockets.delete(socket);
+    });
+    if (this.#draining) this.#markQuiet(socket, tracked);
   };
 
-  constructor(server: net.Server) {
+  readonly #onRequest = (request: http.IncomingMessage, response: http.ServerResponse): void => {
+    if (request.httpVersionMajor === 2) return;
+    const socket = request.socket;
+    let tracked = this.#sockets.get(socket);
+    if (tracked === undefined) {
+      this.#onConnection(socket);
+      tracked = this.#sockets.get(socket);
+    }
+    const owner = tracked;
+    if (owner !== undefined) {
+      owner.active++;
+      clearTimeout(owner.quietTimer);
+      owner.quietTimer = undefined;
+    }
+    this.#responses.add(response);
+    if (this.#draining) this.#closeAfter(response);
+    response.once('close', () => {
+      this.#responses.delete(response);
+      if (owner === undefined) return;
+      owner.active--;
+      if (this.#draining && owner.active === 0 && !socket.destroyed) this.#markQuiet(socket, owner);
+    });
+  };
+
+
+  constructor(server: net.Server, options: HttpDrainOptions = {}) {
     this.#server = server;
-    // Prepended so it runs before a handler that answers synchronously.
+    this.#quietWindow = options.quietWindow ?? DEFAULT_QUIET_WINDOW_MS;
+    this.#linger = options.linger ?? DEFAULT_LINGER_MS;
+    // Prepended so they run before a handler that answers synchronously.
+    server.prependListener(server instanceof tls.Server ? 'secureConnection' : 'connection', this.#onConnection);
     server.prependListener('request', this.#onRequest);
   }
 
-  static applies(server: net.Server): boolean {
-    return server instanceof http.Server || server instanceof https.Server;
+  get stats(): HttpDrainStats {
+    return { ...this.#stats };
+  }
+
+  /** An upgraded socket leaves the HTTP machinery: the drain hook and the deadline own it. */
+  forget(socket: net.Socket): void {
+    const tracked = this.#sockets.get(socket);
+    if (tracked === undefined) return;
+    clearTimeout(tracked.quietTimer);
+    this.#sockets.delete(socket);
   }
 
   start(): void {
     this.#draining = true;
-    for (const response of this.#open) {
-      if (!response.headersSent) response.shouldKeepAlive = false;
+    for (const response of this.#responses) this.#closeAfter(response);
+    for (const [socket, tracked] of this.#sockets) {
+      if (tracked.active === 0) this.#markQuiet(socket, tracked);
     }
-    this.#open.clear();
   }
 
   stop(): void {
     this.#draining = false;
+    for (const tracked of this.#sockets.values()) {
+      clearTimeout(tracked.quietTimer);
+      tracked.quietTimer = undefined;
+    }
   }
 
   dispose(): void {
+    this.stop();
+    this.#server.removeListener(this.#server instanceof tls.Server ? 'secureConnection' : 'connection', this.#onConnection);
     this.#server.removeListener('request', this.#onRequest);
-    this.#open.clear();
+    this.#responses.clear();
+  }
+
+  #closeAfter(response: http.ServerResponse): void {
+    if (response.headersSent || !response.shouldKeepAlive) return;
+    response.shouldKeepAlive = false;
+    this.#stats.closedAfterResponse++;
+  }
+
+  #markQuiet(socket: net.Socket, tracked: Tracked): void {
+    if (tracked.ended) return;
+    clearTimeout(tracked.quietTimer);
+    tracked.bytesAtMark = socket.bytesRead;
+    tracked.quietTimer = setTimeout(() => {
+      tracked.quietTimer = undefined;
+      if (!this.#draining || tracked.active > 0 || socket.destroyed) return;
+      if (socket.bytesRead !== tracked.bytesAtMark) {
+        this.#markQuiet(socket, tracked);
+        return;
+      }
+      this.#endIdle(socket, tracked);
+    }, this.#quietWindow);
+  }
+
+  // FIN, and keep reading: a request that still arrives is consumed, so the
+  // final close finds no unread input (closing with unread data sends RST).
+  #endIdle(socket: net.Socket, tracked: Tracked): void {
+    tracked.ended = true;
+    this.#stats.endedIdle++;
+    socket.end();
+    const linger = setTimeout(() => socket.destroy(), this.#linger);
+    socket.once('close', () => clearTimeout(linger));
   }
 }
