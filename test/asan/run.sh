@@ -9,8 +9,13 @@
 # Fails when vitest fails or when any sanitizer report was written, whichever
 # process wrote it. Leak detection is off: Node itself leaks at exit.
 #
-# Usage: test/asan/run.sh [vitest filters…]   (default: test/native)
+# Usage: test/asan/run.sh [vitest filters…]
+# Default: test/native, plus the loader test, which checks that the mapped
+# binary is the sanitized one.
 set -euo pipefail
+
+filters=("$@")
+(( ${#filters[@]} )) || filters=(test/native test/build/loader.test.ts)
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/graceful-listener-asan.XXXXXX")
@@ -54,7 +59,7 @@ loaded=$(node -p "require('node-gyp-build').resolve('$work')")
 # a test discards); UBSan prints to stderr whatever log_path says, so the
 # output is searched too.
 status=0
-npx --no-install vitest run "${@:-test/native}" 2>&1 | tee "$work/vitest.log" || status=$?
+npx --no-install vitest run "${filters[@]}" 2>&1 | tee "$work/vitest.log" || status=$?
 
 shopt -s nullglob
 reports=("$work"/reports/*)
