@@ -118,6 +118,8 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   #paused = false;
   #armedLimit: number | undefined | null = null;
   #drain: Drain | undefined;
+  // The promise of the close that reached (or is reaching) 'closed'.
+  #closing: Promise<CloseReport> | undefined;
 
   constructor(socket: ListenSocket, sink: ConnectionSink<C>) {
     super();
@@ -179,6 +181,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     const drain = this.#drain;
     if (drain !== undefined) {
       this.#drain = undefined;
+      this.#closing = undefined;
       for (const timer of drain.timers) clearTimeout(timer);
       this.#socket.gate(false);
       if (drain.swept) this.#socket.listen();
@@ -203,10 +206,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
    * promise.
    */
   close(options: CloseOptions = {}): Promise<CloseReport> {
-    if (this.#drain !== undefined) return this.#drain.promise;
-    if (this.#state === 'closed') {
-      return Promise.reject(new ListenerError('ERR_LISTENER_CLOSED', 'The listener is already closed'));
-    }
+    if (this.#closing !== undefined) return this.#closing;
     validateObject('options', options);
     const timeout = validateInteger('options.timeout', options.timeout ?? DEFAULT_TIMEOUT_MS, 0, MAX_TIMEOUT_MS);
     const forceTimeout = validateInteger(
@@ -245,6 +245,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       },
     };
     this.#drain = drain;
+    this.#closing = promise;
     this.#transition('draining');
     this.#sink.draining(true, this.#connections);
     this.#sweep(drain, pending.handshaking ?? 0);
@@ -313,11 +314,23 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
 
   #admit(fds: number[]): void {
     const draining = this.#drain !== undefined;
+    // Every fd becomes a counted connection before any user code runs, so a
+    // throwing 'connection' handler cannot strand the rest of the batch.
+    const admitted: C[] = [];
     for (const fd of fds) {
-      const connection = this.#sink.wrap(fd);
+      let connection: C;
+      try {
+        connection = this.#sink.wrap(fd);
+      } catch (error) {
+        this.#emitError(error as Error);
+        continue;
+      }
       this.#connections.add(connection);
       if (draining) this.#drain!.report.accepted++;
       connection.once('close', () => this.#release(connection));
+      admitted.push(connection);
+    }
+    for (const connection of admitted) {
       this.emit('connection', connection);
       this.#sink.deliver(connection, draining);
     }

@@ -1,0 +1,139 @@
+// pending() cost per call, and RSS / open fds before and after many
+// accept/release cycles. Not a test: prints figures and writes
+// bench-results/resources.json.
+//
+//   node test/bench/resources.mjs [--cycles 100000] [--calls 200000] [--out file.json]
+//
+// pending() is one getsockopt(TCP_INFO); it is compared with server.address()
+// on a Node server in the same run (one getsockname through Node's TCP wrap),
+// the closest thing Node has. pending({ handshakes: true }) adds a sock_diag
+// dump, reported separately because it walks every socket of the namespace.
+//
+// Cycles: a forked client keeps 32 connects in flight against a net.Server fed
+// by listen(); each accepted connection is destroyed by the server at once.
+// RSS and /proc/self/fd are read after a warm-up and again at the end, both
+// after a forced GC when --expose-gc is available.
+import { fork } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const packageRoot = path.resolve(here, '..', '..');
+
+if (process.argv[2] === '--client') runClient();
+else await main();
+
+function runClient() {
+  process.on('disconnect', () => process.exit(0));
+  process.on('message', ({ port, count }) => {
+    let started = 0;
+    let done = 0;
+    let errors = 0;
+    const next = () => {
+      if (started >= count) return;
+      started++;
+      const socket = net.connect({ port, host: '127.0.0.1' });
+      const finish = () => {
+        done++;
+        if (done === count) process.send({ done, errors });
+        else next();
+      };
+      socket.on('error', () => {
+        errors++;
+      });
+      socket.on('close', finish);
+      socket.resume();
+    };
+    for (let i = 0; i < 32; i++) next();
+  });
+}
+
+function openFds() {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+async function settle() {
+  for (let i = 0; i < 3; i++) {
+    globalThis.gc?.();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function perCallNs(fn, calls) {
+  for (let i = 0; i < 1000; i++) fn();
+  const start = process.hrtime.bigint();
+  for (let i = 0; i < calls; i++) fn();
+  return Number(process.hrtime.bigint() - start) / calls;
+}
+
+async function runCycles(listen, count) {
+  const server = net.createServer((socket) => socket.destroy());
+  const listener = await listen(server, { host: '127.0.0.1', backlog: 1024 });
+  const client = fork(fileURLToPath(import.meta.url), ['--client']);
+  const run = (n) =>
+    new Promise((resolve) => {
+      client.once('message', resolve);
+      client.send({ port: listener.address().port, count: n });
+    });
+  await run(Math.min(5000, count));
+  await settle();
+  const before = { rss: process.memoryUsage().rss, heapUsed: process.memoryUsage().heapUsed, fds: openFds(), count: listener.count };
+  const started = performance.now();
+  const result = await run(count);
+  const seconds = (performance.now() - started) / 1000;
+  await settle();
+  const after = { rss: process.memoryUsage().rss, heapUsed: process.memoryUsage().heapUsed, fds: openFds(), count: listener.count };
+  client.disconnect();
+  await listener.close();
+  return { cycles: result.done, clientErrors: result.errors, seconds, before, after };
+}
+
+async function main() {
+  const { values } = parseArgs({
+    options: {
+      cycles: { type: 'string', default: '100000' },
+      calls: { type: 'string', default: '200000' },
+      out: { type: 'string', default: path.join(packageRoot, 'bench-results', 'resources.json') },
+    },
+  });
+  const { listen } = await import(path.join(packageRoot, 'dist', 'index.js'));
+  const calls = Number(values.calls);
+
+  const nodeServer = net.createServer();
+  await new Promise((resolve) => nodeServer.listen(0, '127.0.0.1', resolve));
+  const ours = await listen(net.createServer(), { host: '127.0.0.1' });
+  const pendingNs = perCallNs(() => ours.pending(), calls);
+  const addressNs = perCallNs(() => nodeServer.address(), calls);
+  const handshakesNs = perCallNs(() => ours.pending({ handshakes: true }), Math.max(1, calls / 100));
+  await ours.close();
+  await new Promise((resolve) => nodeServer.close(resolve));
+
+  console.log(`pending() ${pendingNs.toFixed(0)} ns/call, server.address() ${addressNs.toFixed(0)} ns/call`);
+  console.log(`pending({ handshakes: true }) ${(handshakesNs / 1000).toFixed(1)} µs/call (sock_diag)`);
+
+  const cycles = await runCycles(listen, Number(values.cycles));
+  const rssGrowthMiB = (cycles.after.rss - cycles.before.rss) / 2 ** 20;
+  console.log(
+    `${cycles.cycles} accept/release cycles in ${cycles.seconds.toFixed(1)} s: ` +
+      `fds ${cycles.before.fds} -> ${cycles.after.fds}, ` +
+      `RSS ${(cycles.before.rss / 2 ** 20).toFixed(1)} -> ${(cycles.after.rss / 2 ** 20).toFixed(1)} MiB ` +
+      `(${rssGrowthMiB >= 0 ? "+" : ""}${rssGrowthMiB.toFixed(1)}), heap ${(cycles.before.heapUsed / 2 ** 20).toFixed(1)} -> ${(cycles.after.heapUsed / 2 ** 20).toFixed(1)} MiB, count ${cycles.before.count} -> ${cycles.after.count}`,
+  );
+
+  const result = {
+    node: process.version,
+    pending: {
+      nsPerCall: pendingNs,
+      serverAddressNsPerCall: addressNs,
+      ratioToServerAddress: pendingNs / addressNs,
+      handshakesNsPerCall: handshakesNs,
+    },
+    cycles: { ...cycles, rssGrowthMiB, fdGrowth: cycles.after.fds - cycles.before.fds },
+  };
+  fs.mkdirSync(path.dirname(values.out), { recursive: true });
+  fs.writeFileSync(values.out, JSON.stringify(result, null, 2));
+  console.log(`wrote ${values.out}`);
+}
