@@ -29,7 +29,7 @@ for lib in "$libasan" "$libubsan"; do
 done
 
 cd "$root"
-cp -R binding.gyp package.json tsconfig.json vitest.config.ts native src test "$work/"
+cp -R binding.gyp package.json tsconfig.json vitest.config.mts native src test "$work/"
 ln -s "$root/node_modules" "$work/node_modules"
 cd "$work"
 
