@@ -1,0 +1,63 @@
+#!/usr/bin/env node
+// The `graceful-listener` command: `demo` and `load`.
+import { DEMO_USAGE, demoCommand } from './demo.js';
+import { LOAD_USAGE, loadCommand } from './load.js';
+import { UsageError, packageVersion } from './options.js';
+
+const USAGE = `Usage: graceful-listener <command> [options]
+
+Commands:
+  demo          server.close() against listener.close() under load, side by side
+  load <url>    drive your own server and count every outcome (RST, refusal, ...)
+
+graceful-listener <command> --help shows a command's options.`;
+
+function isUsageError(error: unknown): boolean {
+  const code = (error as { code?: unknown }).code;
+  return (
+    error instanceof UsageError ||
+    (typeof code === 'string' &&
+      (code.startsWith('ERR_PARSE_ARGS_') ||
+        code === 'ERR_INVALID_ARG_VALUE' ||
+        code === 'ERR_INVALID_ARG_TYPE' ||
+        code === 'ERR_OUT_OF_RANGE' ||
+        code === 'ERR_LOAD_REMOTE_TARGET'))
+  );
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'demo':
+      return demoCommand(rest);
+    case 'load':
+      return loadCommand(rest);
+    case '--version':
+    case '-v':
+      process.stdout.write(`${packageVersion()}\n`);
+      return 0;
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(`${USAGE}\n\n${DEMO_USAGE}\n\n${LOAD_USAGE}\n`);
+      return 0;
+    default:
+      throw new UsageError(`unknown command ${JSON.stringify(command)}`);
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (error: unknown) => {
+    if (isUsageError(error)) {
+      process.stderr.write(`graceful-listener: ${(error as Error).message}\n(see graceful-listener --help)\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`graceful-listener: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);
