@@ -5,8 +5,8 @@ import tls from 'node:tls';
 /** Options of the HTTP/2 drain. */
 export interface Http2DrainOptions {
   /**
-   * Milliseconds to wait for the PING acknowledgement (one round trip) before
-   * the final GOAWAY is sent anyway.
+   * Milliseconds to wait for the PING acknowledgements (two round trips)
+   * before the final GOAWAY is sent anyway.
    * @default 1000
    */
   pingTimeout?: number;
@@ -23,13 +23,16 @@ const DEFAULT_PING_TIMEOUT_MS = 1000;
 
 interface Session {
   readonly socket: net.Socket;
+  /** Streams open now. */
   streams: number;
+  /** Streams ever opened. */
+  opened: number;
   final: boolean;
 }
 
 /**
  * HTTP/2 in draining mode, per RFC 9113 §6.8: each session first gets a
- * GOAWAY with last-stream-id 2^31−1 and a PING; after the PING's round trip
+ * GOAWAY with last-stream-id 2^31−1 and a PING; after the PING round trips
  * the final GOAWAY carries the real last stream id (Node fills in the last
  * stream it processed). Streams in flight complete; then the connection is
  * ended with FIN. Ending the socket ourselves, before Node destroys the
@@ -59,10 +62,11 @@ export class Http2Drain {
     const socket = this.#lastSocket;
     this.#lastSocket = undefined;
     if (socket === undefined) return;
-    const entry: Session = { socket, streams: 0, final: false };
+    const entry: Session = { socket, streams: 0, opened: 0, final: false };
     this.#sessions.set(session, entry);
     session.on('stream', (stream: http2.ServerHttp2Stream) => {
       entry.streams++;
+      entry.opened++;
       stream.once('close', () => {
         entry.streams--;
         this.#maybeEnd(entry);
@@ -107,21 +111,48 @@ export class Http2Drain {
     if (this.#drained.has(session) || session.closed || session.destroyed) return;
     this.#drained.add(session);
     this.#stats.sessions++;
+    if (entry.opened > 0) {
+      this.#announce(session, entry);
+      return;
+    }
+    // A session that has not sent its first request yet (a client that
+    // connected just before the close) gets to send it: a peer that receives
+    // GOAWAY drops the streams it has queued but not sent (nghttp2 will not
+    // open a stream after GOAWAY), so announcing now would lose that request.
+    const announce = (): void => {
+      clearTimeout(timer);
+      session.off('stream', announce);
+      this.#announce(session, entry);
+    };
+    const timer = setTimeout(announce, this.#pingTimeout);
+    session.once('stream', announce);
+  }
+
+  #announce(session: http2.ServerHttp2Session, entry: Session): void {
+    if (session.closed || session.destroyed) return;
     session.goaway(http2.constants.NGHTTP2_NO_ERROR, ANNOUNCE_LAST_STREAM_ID);
     let sent = false;
     const final = (): void => {
       if (sent) return;
       sent = true;
       clearTimeout(timer);
-      if (session.closed || session.destroyed) return;
+      if (session.destroyed) return;
       // close() sends it and marks the session closed, so the GOAWAY a
-      // client answers with does not make Node send one more.
-      session.close();
+      // client answers with does not make Node send one more. If that GOAWAY
+      // came first, Node's own close() already sent the final one.
+      if (!session.closed) session.close();
       entry.final = true;
       this.#maybeEnd(entry);
     };
+    // Two PING round trips, not one: a peer's HTTP/2 stack sends its PING ACK
+    // ahead of frames it queued earlier (nghttp2 writes urgent frames first),
+    // so a request sent just before our GOAWAY can trail the first ACK. By
+    // the second ACK it has arrived, and the final GOAWAY covers it.
     const timer = setTimeout(final, this.#pingTimeout);
-    if (!session.ping(final)) final();
+    const secondPing = (): void => {
+      if (sent || session.closed || session.destroyed || !session.ping(final)) final();
+    };
+    if (!session.ping(secondPing)) final();
   }
 
   // FIN once the final GOAWAY is out and the last stream is done; Node keeps
