@@ -114,6 +114,10 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   readonly #socket: ListenSocket;
   readonly #sink: ConnectionSink<C>;
   readonly #connections = new Set<C>();
+  // Counted connections of the batch being admitted that the sink has not been
+  // handed yet. A drain that starts meanwhile (a close() from a handler) does
+  // not own them: the accept path delivers them in draining mode.
+  readonly #undelivered = new Set<C>();
   #state: ListenerState = 'accepting';
   #paused = false;
   #armedLimit: number | undefined | null = null;
@@ -247,7 +251,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     this.#drain = drain;
     this.#closing = promise;
     this.#transition('draining');
-    this.#sink.draining(true, this.#connections);
+    this.#sink.draining(true, [...this.#connections].filter((connection) => !this.#undelivered.has(connection)));
     this.#sweep(drain, pending.handshaking ?? 0);
     if (this.#drain === drain) {
       drain.timers.push(
@@ -268,7 +272,8 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   // keep accepting and look again later; once none is left, accept until
   // EAGAIN and shut down in one native step.
   #sweep(drain: Drain, handshaking: number): void {
-    if (this.#drain !== drain) return;
+    // A re-check timer can outlive the sweep the deadline forced.
+    if (this.#drain !== drain || drain.swept) return;
     if (handshaking > 0) {
       this.#updateArming();
       drain.timers.push(
@@ -326,18 +331,23 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
         continue;
       }
       this.#connections.add(connection);
+      this.#undelivered.add(connection);
       if (draining) this.#drain!.report.accepted++;
       connection.once('close', () => this.#release(connection));
       admitted.push(connection);
     }
     for (const connection of admitted) {
       this.emit('connection', connection);
-      this.#sink.deliver(connection, draining);
+      // Asked for each connection, after the listener's own event: a close()
+      // from a handler earlier in the batch makes the rest of it stragglers.
+      this.#undelivered.delete(connection);
+      this.#sink.deliver(connection, this.#drain !== undefined);
     }
   }
 
   #release(connection: C): void {
     if (!this.#connections.delete(connection)) return;
+    this.#undelivered.delete(connection);
     const drain = this.#drain;
     if (drain !== undefined) {
       if (!drain.cut.has(connection)) drain.report.served++;
