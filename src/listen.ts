@@ -122,6 +122,13 @@ export async function listen(server: net.Server, options: ListenOptions = {}): P
     socket.close();
     signal.throwIfAborted();
   }
+  // server.listen() may have run while the socket was opening: its handle
+  // stays, ours would hide it (and leak it) if installed over it.
+  if (hasListenHandle(server)) {
+    claimed.delete(server);
+    socket.close();
+    throw new ListenerError('ERR_SERVER_ALREADY_LISTEN', 'server.listen() was called while listen(server) was opening its socket');
+  }
   const listener = start(server, socket, signal, drain);
   server.emit('listening');
   return listener;

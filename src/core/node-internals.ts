@@ -7,6 +7,12 @@ import type net from 'node:net';
 export interface ListenHandle {
   readonly fd: number;
   getsockname(out: Record<string, unknown>): number;
+  /**
+   * `Server.close` calls it, then sets `_handle = null` and calls
+   * `_emitCloseIfDrained()` itself: the server's `'close'` is Node's to emit
+   * from there (once its connections are gone), even when the listener
+   * closes synchronously inside this call.
+   */
   close(callback?: () => void): void;
   ref(): void;
   unref(): void;
@@ -15,6 +21,7 @@ export interface ListenHandle {
 interface ServerInternals {
   _handle?: (Partial<ListenHandle> & { fd?: number }) | null;
   _connectionKey?: string;
+  _listeningId?: number;
   _connections: number;
   _emitCloseIfDrained?: () => void;
   highWaterMark?: number;
@@ -64,6 +71,11 @@ export function installListenHandle(server: net.Server, handle: ListenHandle, ke
   const s = internals(server);
   s._handle = handle as ServerInternals['_handle'];
   s._connectionKey = key;
+  // A server.listen() still resolving its host would go on to call
+  // `_handle.listen()` on our handle (setupListenHandle: "have a handle
+  // already"). Bump `_listeningId` as `Server.close` does: lookupAndListen
+  // and listenInCluster drop a listen whose id is stale.
+  if (typeof s._listeningId === 'number') s._listeningId++;
 }
 
 /**

@@ -53,6 +53,9 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
   readonly #http2: Http2Drain | undefined;
   readonly #onDrain: ((socket: net.Socket) => void) | undefined;
   readonly #handle: ListenHandle;
+  // server.close() closed the handle: Node drops `_handle` and emits the
+  // server's 'close' itself (see ListenHandle.close), so closed() must not.
+  #closedByServer = false;
   // Connections no protocol drain owns, by their raw socket.
   readonly #hooked = new WeakSet<net.Socket>();
   readonly #upgraded = new WeakSet<net.Socket>();
@@ -112,7 +115,8 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
         return 0;
       },
       // server.close() lands here: the same two-phase close as listener.close().
-      close() {
+      close: () => {
+        this.#closedByServer = true;
         owner.close().catch(() => {});
       },
       ref() {
@@ -199,6 +203,6 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
     this.#server.removeListener('removeListener', this.#onListenerChange);
     this.#server.removeListener('upgrade', this.#onUpgrade);
     this.#server.removeListener('secureConnection', this.#onSecure);
-    removeListenHandle(this.#server, this.#handle);
+    if (!this.#closedByServer) removeListenHandle(this.#server, this.#handle);
   }
 }
