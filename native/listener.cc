@@ -62,21 +62,26 @@ bool ParseAddress(int family, const std::string& address, int port,
   return inet_pton(AF_INET6, address.c_str(), &sin6->sin6_addr) == 1;
 }
 
-Napi::Object AddressObject(Napi::Env env, const sockaddr_storage& ss) {
+int PortOf(const sockaddr_storage& ss) {
+  return ss.ss_family == AF_INET ? ntohs(reinterpret_cast<const sockaddr_in*>(&ss)->sin_port)
+                                 : ntohs(reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port);
+}
+
+std::string AddressText(const sockaddr_storage& ss) {
   char text[INET6_ADDRSTRLEN] = "";
-  Napi::Object result = Napi::Object::New(env);
   if (ss.ss_family == AF_INET) {
-    auto* sin = reinterpret_cast<const sockaddr_in*>(&ss);
-    inet_ntop(AF_INET, &sin->sin_addr, text, sizeof(text));
-    result.Set("family", "IPv4");
-    result.Set("port", ntohs(sin->sin_port));
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, text, sizeof(text));
   } else {
-    auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&ss);
-    inet_ntop(AF_INET6, &sin6->sin6_addr, text, sizeof(text));
-    result.Set("family", "IPv6");
-    result.Set("port", ntohs(sin6->sin6_port));
+    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, text, sizeof(text));
   }
-  result.Set("address", text);
+  return text;
+}
+
+Napi::Object AddressObject(Napi::Env env, const sockaddr_storage& ss) {
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("family", ss.ss_family == AF_INET ? "IPv4" : "IPv6");
+  result.Set("port", PortOf(ss));
+  result.Set("address", AddressText(ss));
   return result;
 }
 
@@ -126,6 +131,10 @@ class Listener : public Napi::ObjectWrap<Listener> {
   // below created; it is never exposed to JS with a raw fd it did not make.
   explicit Listener(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Listener>(info) {
     fd_ = info[0].As<Napi::Number>().Int32Value();
+    // Remembered for listen() after shutdown(); adopt() may wrap a non-socket
+    // until its check refuses it, then there is nothing to remember.
+    boundLength_ = sizeof(bound_);
+    if (getsockname(fd_, reinterpret_cast<sockaddr*>(&bound_), &boundLength_) != 0) boundLength_ = 0;
     napi_status status =
         napi_add_async_cleanup_hook(info.Env(), OnEnvCleanup, this, &cleanup_);
     if (status != napi_ok) Napi::Error::Fatal("Listener", "napi_add_async_cleanup_hook failed");
@@ -235,8 +244,18 @@ class Listener : public Napi::ObjectWrap<Listener> {
     }
   }
 
+  // Only an armed handle holds its callbacks. They close over the JS object
+  // that owns this handle: held strongly while disarmed, they made that cycle
+  // a GC root, so a listener armed once, then disarmed and forgotten, was never
+  // finalized and its fd never closed.
+  void DropCallbacks() {
+    onAccept_.Reset();
+    onError_.Reset();
+  }
+
   Napi::Value Disarm(const Napi::CallbackInfo& info) {
     StopPolling();
+    DropCallbacks();
     return info.Env().Undefined();
   }
 
@@ -275,6 +294,7 @@ class Listener : public Napi::ObjectWrap<Listener> {
     const char* failedCall = "accept4";
     if (failure == 0 && shutdown) {
       StopPolling();
+      DropCallbacks();
       if (::shutdown(fd_, SHUT_RD) != 0 && errno != ENOTCONN) {
         failure = errno;
         failedCall = "shutdown";
@@ -321,14 +341,31 @@ class Listener : public Napi::ObjectWrap<Listener> {
       for (size_t i = 0; i < fds.size(); i++) batch.Set(i, Napi::Number::New(env, fds[i]));
       Deliver(onAccept_, self, batch);
     }
-    if (failure != 0) Deliver(onError_, self, SystemError(env, failure, failedCall).Value());
+    if (failure != 0) {
+      Deliver(onError_, self, SystemError(env, failure, failedCall).Value());
+      // Unless a callback armed again, this handle is disarmed now.
+      if (!armed_) DropCallbacks();
+    }
   }
 
   void Deliver(const Napi::FunctionReference& callback, Napi::Object receiver,
                Napi::Value argument) {
     if (callback.IsEmpty()) return;
+    napi_env env = receiver.Env();
+    napi_value arg = argument;
+    napi_value result;
     // A receiver object is required: napi_make_callback with undefined does nothing.
-    callback.MakeCallback(receiver, {argument});
+    napi_status status =
+        napi_make_callback(env, nullptr, receiver, callback.Value(), 1, &arg, &result);
+    // No JS frame sits below a poll callback to catch what the callback threw.
+    // Left pending in the env, the error vanished and every later call into
+    // JS from this env failed (the next batch's fds were lost, ticks stalled):
+    // report it as uncaught instead, as Node does for its own event callbacks.
+    if (status == napi_pending_exception) {
+      napi_value error;
+      napi_get_and_clear_last_exception(env, &error);
+      napi_fatal_exception(env, error);
+    }
   }
 
   Napi::Value QueueDepth(const Napi::CallbackInfo& info) {
@@ -478,6 +515,15 @@ class Listener : public Napi::ObjectWrap<Listener> {
   Napi::Value Relisten(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!CheckOpen(env, "listen")) return env.Undefined();
+    // shutdown() moved the socket to CLOSE, and there the kernel unbinds a
+    // port it picked itself (only an explicitly bound port is locked;
+    // getsockname still shows the old one): listen() would then pick a new
+    // port. Bind the old address again first; EINVAL means still bound.
+    if (boundLength_ > 0 &&
+        bind(fd_, reinterpret_cast<sockaddr*>(&bound_), boundLength_) != 0 && errno != EINVAL) {
+      SystemError(env, errno, "bind", AddressText(bound_), PortOf(bound_)).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
     if (::listen(fd_, info[0].As<Napi::Number>().Int32Value()) != 0) {
       SystemError(env, errno, "listen").ThrowAsJavaScriptException();
     }
@@ -522,13 +568,14 @@ class Listener : public Napi::ObjectWrap<Listener> {
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
     StopPolling();
-    onAccept_.Reset();
-    onError_.Reset();
+    DropCallbacks();
     Release();
     return info.Env().Undefined();
   }
 
   int fd_ = -1;
+  sockaddr_storage bound_{};
+  socklen_t boundLength_ = 0;
   int batchLimit_ = kAcceptBatch;
   bool armed_ = false;
   bool referenced_ = true;

@@ -1,0 +1,68 @@
+import fs from 'node:fs';
+import net from 'node:net';
+import { afterEach, describe, expect, test } from 'vitest';
+import { ListenSocket } from '../../src/index.js';
+import { Resources, acceptExactly, fdTarget, run, verdict, waitFor } from './helpers.js';
+
+const resources = new Resources();
+afterEach(() => resources.dispose());
+
+// Prints every fd the child process has, with what it points to.
+const LIST_FDS = `
+const fs = require('node:fs');
+const fds = {};
+for (const entry of fs.readdirSync('/proc/self/fd')) {
+  try { fds[entry] = fs.readlinkSync('/proc/self/fd/' + entry); } catch {}
+}
+console.log(JSON.stringify(Object.values(fds)));
+`;
+
+const O_NONBLOCK = 0o4000;
+const O_CLOEXEC = 0o2000000;
+
+/** The open-file flags of one of this process's fds, from /proc/self/fdinfo. */
+function fdFlags(fd: number): number {
+  const info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+  const match = /^flags:\s+([0-7]+)$/m.exec(info);
+  if (match === null) throw new Error(`no flags in fdinfo for ${fd}`);
+  return parseInt(match[1]!, 8);
+}
+
+async function childFds(stdio: (number | 'pipe' | 'ignore')[] = ['ignore', 'pipe', 'pipe']): Promise<string[]> {
+  const result = await run(process.execPath, ['-e', LIST_FDS], { stdio });
+  expect(result.code).toBe(0);
+  return verdict<string[]>(result);
+}
+
+describe('CLOEXEC', () => {
+  test('a child spawned while a listener, an adopted duplicate and an accepted fd are open inherits none of them', async () => {
+    const listener = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
+    const { port } = listener.address();
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const adopted = resources.listener(ListenSocket.adopt(server));
+      const client = resources.connect(port, '127.0.0.1');
+      const { fds } = await acceptExactly(listener, resources, 1);
+      await waitFor('client connected', () => client.connected);
+      const accepted = fds[0]!;
+
+      const targets = [listener.fd, adopted.fd, accepted].map((fd) => fdTarget(fd));
+      for (const target of targets) expect(target).toMatch(/^socket:\[\d+\]$/);
+      // Every one of them is CLOEXEC in this process, and non-blocking.
+      for (const fd of [listener.fd, adopted.fd, accepted]) {
+        expect(fdFlags(fd) & O_CLOEXEC).toBe(O_CLOEXEC);
+        expect(fdFlags(fd) & O_NONBLOCK).toBe(O_NONBLOCK);
+      }
+
+      const inherited = await childFds();
+      for (const target of targets) expect(inherited).not.toContain(target);
+
+      // The listing does see a socket that is handed down on purpose.
+      const passedOn = await childFds(['ignore', 'pipe', 'pipe', accepted]);
+      expect(passedOn).toContain(targets[2]);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
