@@ -50,6 +50,16 @@ export interface CloseOptions {
    * @default 5000
    */
   forceTimeout?: number;
+  /**
+   * When the accept queue was full at the close, the kernel was dropping
+   * final ACKs (or answering with SYN cookies): clients that are ESTABLISHED
+   * on their side, unknown to the server, complete only when they retransmit.
+   * The socket then keeps accepting, SYN gate on, until this many
+   * milliseconds pass without a new connection (bounded by `timeout`),
+   * instead of shutting down on them.
+   * @default 1000
+   */
+  overflowWindow?: number;
 }
 
 /** What a close did. */
@@ -81,6 +91,7 @@ const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 // SYN_RECV (their SYN-ACK is retransmitted after about 1 s), look again at
 // this pace, not faster.
 const HANDSHAKE_RECHECK_MS = 200;
+const DEFAULT_OVERFLOW_WINDOW_MS = 1000;
 
 const EDGES: Record<ListenerState, readonly ListenerState[]> = {
   accepting: ['draining'],
@@ -96,6 +107,9 @@ interface Drain {
   readonly started: number;
   /** The queue is swept and the socket shut down: phase 2 may run. */
   swept: boolean;
+  /** The queue was full at the close: wait out `overflowWindow` before the sweep. */
+  overflowed: boolean;
+  readonly overflowWindow: number;
   /** Connections the drain ended or destroyed (not counted as served). */
   readonly cut: WeakSet<object>;
   timers: NodeJS.Timeout[];
@@ -219,6 +233,12 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       0,
       MAX_TIMEOUT_MS,
     );
+    const overflowWindow = validateInteger(
+      'options.overflowWindow',
+      options.overflowWindow ?? DEFAULT_OVERFLOW_WINDOW_MS,
+      0,
+      MAX_TIMEOUT_MS,
+    );
 
     // The gate goes on before anything slow: from here no new SYN enters the queue.
     this.#socket.gate(true);
@@ -235,6 +255,8 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       reject,
       started: performance.now(),
       swept: false,
+      overflowed: pending.queued >= pending.backlog && overflowWindow > 0,
+      overflowWindow,
       cut: new WeakSet(),
       timers: [],
       report: {
@@ -284,6 +306,10 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       );
       return;
     }
+    if (drain.overflowed) {
+      this.#awaitOverflowQuiet(drain);
+      return;
+    }
     const { fds, error } = this.#socket.sweep({ shutdown: true });
     drain.swept = true;
     this.#armedLimit = null;
@@ -292,10 +318,27 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     this.#maybeFinish();
   }
 
+  // Keep accepting until a whole window passes with no new connection, then
+  // sweep as usual (handshakes in SYN_RECV are counted again first).
+  #awaitOverflowQuiet(drain: Drain): void {
+    this.#updateArming();
+    const acceptedAtMark = drain.report.accepted;
+    drain.timers.push(
+      setTimeout(() => {
+        if (this.#drain !== drain || drain.swept) return;
+        if (drain.report.accepted === acceptedAtMark) drain.overflowed = false;
+        this.#sweep(drain, this.#socket.pending({ handshakes: true }).handshaking ?? 0);
+      }, drain.overflowWindow),
+    );
+  }
+
   #deadline(drain: Drain): void {
     if (this.#drain !== drain) return;
     // Handshakes that never completed cannot wait any longer.
-    if (!drain.swept) this.#sweep(drain, 0);
+    if (!drain.swept) {
+      drain.overflowed = false;
+      this.#sweep(drain, 0);
+    }
     for (const connection of this.#connections) {
       drain.report.ended++;
       drain.cut.add(connection);
