@@ -129,12 +129,17 @@ export function adoptConnection(server: net.Server, socket: net.Socket): void {
   counted._server = server;
 }
 
-/** Node ≥ 22.13 `server.blockList`: `onconnection` closes blocked peers before `'connection'`. */
+/**
+ * Node ≥ 22.13 `server.blockList`: `onconnection` closes blocked peers before
+ * `'connection'`. Like `onconnection`, it asks for the peer (a getpeername(2))
+ * only when the server has a block list.
+ */
 export function isBlocked(server: net.Server, socket: net.Socket): boolean {
   const blockList = internals(server).blockList;
+  if (blockList == null) return false;
   const address = socket.remoteAddress;
   const family = socket.remoteFamily;
-  if (blockList === undefined || address === undefined || family === undefined) return false;
+  if (address === undefined || family === undefined) return false;
   return blockList.check(address, family.toLowerCase());
 }
 

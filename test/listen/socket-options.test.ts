@@ -116,6 +116,31 @@ describe('socket options of accepted connections', () => {
   });
 });
 
+describe('server blockList (Node >= 22.13; older Node ignores the option)', () => {
+  test('a blocked peer is closed before the server sees it, exactly as after server.listen()', async () => {
+    const outcome = async (mode: Mode): Promise<{ data: string; connections: number; enforced: boolean }> => {
+      const blockList = new net.BlockList();
+      blockList.addAddress(HOST);
+      let seen = 0;
+      const server = net.createServer({ blockList } as net.ServerOpts, (socket) => {
+        seen++;
+        socket.end('served');
+      });
+      const { port, stop } = await start(mode, server);
+      const client = opened.raw(port);
+      await waitFor('the client to be closed', () => client.closed);
+      await stop();
+      return { data: client.data, connections: seen, enforced: (server as { blockList?: unknown }).blockList !== undefined };
+    };
+    const reference = await outcome('server.listen()');
+    const fed = await outcome('listen(server)');
+    expect(fed).toEqual(reference);
+    expect(reference).toEqual(
+      reference.enforced ? { data: '', connections: 0, enforced: true } : { data: 'served', connections: 1, enforced: false },
+    );
+  });
+});
+
 describe.each<Mode>(['server.listen()', 'listen(server)'])('%s', (mode) => {
   test.each([true, false])('allowHalfOpen %s', async (allowHalfOpen) => {
     const seen: { allowHalfOpen: boolean; endedAfterPeerEnd: boolean }[] = [];
