@@ -27,6 +27,8 @@ export interface HttpDrainStats {
 
 interface Tracked {
   active: number;
+  /** The response to the last request read on the connection, until it is done. */
+  latest: http.ServerResponse | undefined;
   bytesAtMark: number;
   quietTimer: NodeJS.Timeout | undefined;
   ended: boolean;
@@ -66,7 +68,8 @@ export class HttpDrain {
   readonly #quietWindow: number;
   readonly #linger: number;
   readonly #sockets = new Map<net.Socket, Tracked>();
-  readonly #responses = new Set<http.ServerResponse>();
+  // Responses this drain switched to `Connection: close`.
+  readonly #closing = new WeakSet<http.ServerResponse>();
   readonly #stats: HttpDrainStats = { closedAfterResponse: 0, endedIdle: 0 };
   #draining = false;
 
@@ -76,7 +79,7 @@ export class HttpDrain {
     // An HTTP/2 session on an allowHTTP1 server belongs to the HTTP/2 drain.
     if (socket instanceof tls.TLSSocket && socket.alpnProtocol === 'h2') return;
     if (this.#sockets.has(socket)) return;
-    const tracked: Tracked = { active: 0, bytesAtMark: 0, quietTimer: undefined, ended: false };
+    const tracked: Tracked = { active: 0, latest: undefined, bytesAtMark: 0, quietTimer: undefined, ended: false };
     this.#sockets.set(socket, tracked);
     socket.once('close', () => {
       clearTimeout(tracked.quietTimer);
@@ -98,17 +101,26 @@ export class HttpDrain {
       owner.active++;
       clearTimeout(owner.quietTimer);
       owner.quietTimer = undefined;
+      // Node answers pipelined requests in order and ends the connection
+      // after a `Connection: close` response, dropping those queued behind
+      // it: only the last request read may get it. An earlier one whose
+      // headers are not out yet goes back to keep-alive.
+      const previous = owner.latest;
+      owner.latest = response;
+      if (previous !== undefined && this.#closing.has(previous) && !previous.headersSent) {
+        this.#closing.delete(previous);
+        previous.shouldKeepAlive = true;
+        this.#stats.closedAfterResponse--;
+      }
     }
-    this.#responses.add(response);
     if (this.#draining) this.#closeAfter(response);
     response.once('close', () => {
-      this.#responses.delete(response);
       if (owner === undefined) return;
+      if (owner.latest === response) owner.latest = undefined;
       owner.active--;
       if (this.#draining && owner.active === 0 && !socket.destroyed) this.#markQuiet(socket, owner);
     });
   };
-
 
   constructor(server: net.Server, options: HttpDrainOptions = {}) {
     this.#server = server;
@@ -133,8 +145,8 @@ export class HttpDrain {
 
   start(): void {
     this.#draining = true;
-    for (const response of this.#responses) this.#closeAfter(response);
     for (const [socket, tracked] of this.#sockets) {
+      if (tracked.latest !== undefined) this.#closeAfter(tracked.latest);
       if (tracked.active === 0) this.#markQuiet(socket, tracked);
     }
   }
@@ -151,12 +163,12 @@ export class HttpDrain {
     this.stop();
     this.#server.removeListener(this.#server instanceof tls.Server ? 'secureConnection' : 'connection', this.#onConnection);
     this.#server.removeListener('request', this.#onRequest);
-    this.#responses.clear();
   }
 
   #closeAfter(response: http.ServerResponse): void {
     if (response.headersSent || !response.shouldKeepAlive) return;
     response.shouldKeepAlive = false;
+    this.#closing.add(response);
     this.#stats.closedAfterResponse++;
   }
 
