@@ -27,7 +27,13 @@ interface Session {
   streams: number;
   /** Streams ever opened. */
   opened: number;
-  final: boolean;
+  /**
+   * `announced`: the first GOAWAY is out; `finishing`: the final one is about
+   * to be sent; `final`: it is sent, FIN follows the last stream.
+   */
+  phase: 'open' | 'announced' | 'finishing' | 'final';
+  /** Sends the final GOAWAY; set with `announced`. */
+  finish: (() => void) | undefined;
 }
 
 /**
@@ -62,14 +68,24 @@ export class Http2Drain {
     const socket = this.#lastSocket;
     this.#lastSocket = undefined;
     if (socket === undefined) return;
-    const entry: Session = { socket, streams: 0, opened: 0, final: false };
+    const entry: Session = { socket, streams: 0, opened: 0, phase: 'open', finish: undefined };
     this.#sessions.set(session, entry);
     session.on('stream', (stream: http2.ServerHttp2Stream) => {
       entry.streams++;
       entry.opened++;
       stream.once('close', () => {
         entry.streams--;
-        this.#maybeEnd(entry);
+        if (entry.streams > 0 || entry.phase === 'open' || entry.phase === 'finishing') return;
+        // Node closed the session itself if the client answered our GOAWAY
+        // with its own: that close() sent the final GOAWAY. FIN now, before
+        // Node's deferred destroy adds a terminating one.
+        if (entry.phase === 'final' || session.closed) {
+          entry.phase = 'final';
+          this.#maybeEnd(entry);
+        } else {
+          // The PING ACKs will not be read now (see #announce).
+          entry.finish?.();
+        }
       });
     });
     session.once('close', () => this.#sessions.delete(session));
@@ -131,26 +147,59 @@ export class Http2Drain {
   #announce(session: http2.ServerHttp2Session, entry: Session): void {
     if (session.closed || session.destroyed) return;
     session.goaway(http2.constants.NGHTTP2_NO_ERROR, ANNOUNCE_LAST_STREAM_ID);
-    let sent = false;
+    entry.phase = 'announced';
+    let timer: NodeJS.Timeout | undefined;
     const final = (): void => {
-      if (sent) return;
-      sent = true;
+      if (entry.phase !== 'announced') return;
       clearTimeout(timer);
       if (session.destroyed) return;
-      // close() sends it and marks the session closed, so the GOAWAY a
-      // client answers with does not make Node send one more. If that GOAWAY
-      // came first, Node's own close() already sent the final one.
-      if (!session.closed) session.close();
-      entry.final = true;
-      this.#maybeEnd(entry);
+      if (session.closed) {
+        // The client's answering GOAWAY came first: Node's own close() sent
+        // the final one.
+        entry.phase = 'final';
+        this.#maybeEnd(entry);
+      } else if (entry.streams > 0) {
+        // close() sends it and marks the session closed, so the GOAWAY a
+        // client answers with does not make Node send one more.
+        entry.phase = 'final';
+        session.close();
+      } else {
+        // Deferred, as Node defers its own destroy, off the nghttp2 stack;
+        // and until our GOAWAY is written (Node writes frames from a native
+        // immediate, which runs before this one): until then a request read
+        // from the socket still opens a stream.
+        entry.phase = 'finishing';
+        setImmediate(() => {
+          if (session.destroyed) return;
+          if (entry.streams > 0 || session.closed) {
+            entry.phase = 'final';
+            if (!session.closed) session.close();
+            this.#maybeEnd(entry);
+            return;
+          }
+          // No stream to wait for: destroy() sends Node's terminating GOAWAY
+          // — the final one, with the last stream processed — and ends the
+          // socket once it is written. close() and then end() would FIN
+          // before the GOAWAY is out, and close() alone makes Node add that
+          // terminating GOAWAY as a third frame.
+          session.destroy();
+        });
+      }
     };
+    entry.finish = final;
+    // Once a GOAWAY is out and no stream is open, nghttp2 reads nothing more
+    // (nghttp2_session_want_read() is 0): no PING ACK would ever arrive.
+    if (entry.streams === 0) {
+      final();
+      return;
+    }
     // Two PING round trips, not one: a peer's HTTP/2 stack sends its PING ACK
     // ahead of frames it queued earlier (nghttp2 writes urgent frames first),
     // so a request sent just before our GOAWAY can trail the first ACK. By
     // the second ACK it has arrived, and the final GOAWAY covers it.
-    const timer = setTimeout(final, this.#pingTimeout);
+    timer = setTimeout(final, this.#pingTimeout);
     const secondPing = (): void => {
-      if (sent || session.closed || session.destroyed || !session.ping(final)) final();
+      if (entry.phase !== 'announced' || session.closed || session.destroyed || !session.ping(final)) final();
     };
     if (!session.ping(secondPing)) final();
   }
@@ -158,6 +207,6 @@ export class Http2Drain {
   // FIN once the final GOAWAY is out and the last stream is done; Node keeps
   // reading until the peer closes, so nothing unread can turn it into RST.
   #maybeEnd(entry: Session): void {
-    if (entry.final && entry.streams === 0 && !entry.socket.destroyed) entry.socket.end();
+    if (entry.phase === 'final' && entry.streams === 0 && !entry.socket.destroyed) entry.socket.end();
   }
 }
