@@ -23,8 +23,9 @@ export interface DrainOptions {
    * drain starts, or when it is accepted or upgraded later. The application
    * ends it its own way (a WebSocket close frame, a protocol goodbye).
    * Without a hook such connections run until the close deadline, then end
-   * gently. A TLS connection is passed as its TLS socket once its handshake
-   * is done, as the raw socket before.
+   * gently. A TLS connection is passed as its TLS socket: one whose handshake
+   * is still in progress is passed once the handshake is done (one that never
+   * completes is left to the deadline).
    */
   onDrain?: (socket: net.Socket) => void;
   /** HTTP/1.1 drain options. */
@@ -68,6 +69,15 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
     const raw = rawSocketOf(tlsSocket);
     if (raw !== undefined) this.#secure.set(raw, tlsSocket);
   };
+  // Connections whose hook waits for their TLS handshake: over a handshake in
+  // progress the application cannot speak its protocol, and a FIN there is a
+  // failed connection to the TLS client.
+  readonly #handshaking = new WeakSet<net.Socket>();
+  // Appended, so the server's own 'secureConnection' handler has the socket first.
+  readonly #onHandshakeDone = (tlsSocket: tls.TLSSocket): void => {
+    const raw = rawSocketOf(tlsSocket);
+    if (raw !== undefined && this.#handshaking.delete(raw) && this.#draining) this.#hook(raw);
+  };
 
   readonly #onUpgrade = (request: { socket: net.Socket }): void => {
     this.#http?.forget(request.socket);
@@ -84,10 +94,9 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
       this.#watchingUpgrades = true;
       this.#server.prependListener('upgrade', this.#onUpgrade);
     } else if (users === 0 && this.#watchingUpgrades) {
+      // Keep watching: a listener the user adds later is followed again.
       this.#watchingUpgrades = false;
-      this.#server.removeListener('newListener', this.#onListenerChange);
-    this.#server.removeListener('removeListener', this.#onListenerChange);
-    this.#server.removeListener('upgrade', this.#onUpgrade);
+      this.#server.removeListener('upgrade', this.#onUpgrade);
     }
   };
   readonly #onListenerChange = (event: string | symbol): void => {
@@ -100,7 +109,10 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
     this.#http = speaksHttp1(server) ? new HttpDrain(server, options.http) : undefined;
     this.#http2 = isHttp2Server(server) ? new Http2Drain(server, options.http2) : undefined;
     this.#onDrain = options.onDrain;
-    if (server instanceof tls.Server) server.prependListener('secureConnection', this.#onSecure);
+    if (server instanceof tls.Server) {
+      server.prependListener('secureConnection', this.#onSecure);
+      server.on('secureConnection', this.#onHandshakeDone);
+    }
     if (this.#http !== undefined) {
       server.on('newListener', this.#onListenerChange);
       server.on('removeListener', this.#onListenerChange);
@@ -178,6 +190,10 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
   // Each connection's hook runs once, whichever path reaches it first.
   #hook(socket: net.Socket): void {
     if (this.#onDrain === undefined || this.#hooked.has(socket) || socket.destroyed) return;
+    if (this.#server instanceof tls.Server && !this.#secure.has(socket)) {
+      this.#handshaking.add(socket);
+      return;
+    }
     this.#hooked.add(socket);
     this.#hookCalls++;
     this.#onDrain(this.#secure.get(socket) ?? socket);
@@ -203,6 +219,7 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
     this.#server.removeListener('removeListener', this.#onListenerChange);
     this.#server.removeListener('upgrade', this.#onUpgrade);
     this.#server.removeListener('secureConnection', this.#onSecure);
+    this.#server.removeListener('secureConnection', this.#onHandshakeDone);
     if (!this.#closedByServer) removeListenHandle(this.#server, this.#handle);
   }
 }
