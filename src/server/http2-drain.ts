@@ -195,8 +195,11 @@ export class Http2Drain {
     }
     // Two PING round trips, not one: a peer's HTTP/2 stack sends its PING ACK
     // ahead of frames it queued earlier (nghttp2 writes urgent frames first),
-    // so a request sent just before our GOAWAY can trail the first ACK. By
-    // the second ACK it has arrived, and the final GOAWAY covers it.
+    // so a request sent just before our GOAWAY can trail the first ACK; by
+    // the second ACK everything sent before it has arrived. Node's nghttp2
+    // does not process a stream that arrives after any GOAWAY it sent, so
+    // such a stream is not served: the final GOAWAY's last-stream-id leaves
+    // it out, which tells the client it is safe to retry.
     timer = setTimeout(final, this.#pingTimeout);
     const secondPing = (): void => {
       if (entry.phase !== 'announced' || session.closed || session.destroyed || !session.ping(final)) final();
