@@ -1,0 +1,116 @@
+// npm run bench: every benchmark in one run, each measured side by side with
+// Node's own path, then one summary table of the ratios. Not a test.
+//
+//   npm run bench                       (compiles dist/ first)
+//   node test/bench/run.mjs [--only accept,listen-accept,close,resources,drain]
+//
+// Each benchmark writes bench-results/<name>.json; the summary goes to
+// bench-results/summary.json. The drain benchmark drives the server with wrk
+// and h2load (Debian packages wrk and nghttp2-client) and is skipped, with a
+// note, when they are not installed.
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const results = path.resolve(here, '..', '..', 'bench-results');
+
+const BENCHES = [
+  { name: 'accept', file: 'accept.mjs', what: 'raw batched accept vs net.Server accept' },
+  { name: 'listen-accept', file: 'listen-accept.mjs', what: 'listen(server) vs server.listen(), new connection per request' },
+  { name: 'close', file: 'close.mjs', what: 'resets per close under fresh-TLS load; idle close latency' },
+  { name: 'resources', file: 'resources.mjs', what: 'pending() cost; RSS and fds over 100k accept/release cycles', nodeArgs: ['--expose-gc'] },
+  { name: 'drain', file: 'drain.mjs', what: 'wrk keep-alive and h2load, close mid-run', needs: ['wrk', 'h2load'] },
+];
+
+function installed(command) {
+  try {
+    execFileSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const fixed = (value, digits = 2) => (typeof value === 'number' ? value.toFixed(digits) : 'n/a');
+
+function summarize(name, json) {
+  switch (name) {
+    case 'accept':
+      return [
+        ['raw accept rate (queue drain) vs net.Server', `${fixed(json.ratios.drain.raw.acceptRate)}×`],
+        ['raw server CPU per accept vs net.Server', `${fixed(json.ratios.drain.raw.cpuPerAccept)}×`],
+      ];
+    case 'listen-accept':
+      return Object.entries(json.ratios).flatMap(([protocol, ratio]) => [
+        [`${protocol} request rate, listen(server) vs server.listen()`, `${fixed(ratio.requestRate)}×`],
+        [`${protocol} server CPU per request, listen(server) vs server.listen()`, `${fixed(ratio.serverCpuPerRequest)}×`],
+      ]);
+    case 'close':
+      return [
+        [
+          'resets per close, listener.close() vs server.close()',
+          `${fixed(json.summary.listener.resetsPerClose.mean, 1)} vs ${fixed(json.summary.node.resetsPerClose.mean, 1)}`,
+        ],
+        [
+          'idle close latency (median), listener vs server',
+          `${fixed(json.idle.listener.medianUs, 0)} µs vs ${fixed(json.idle.node.medianUs, 0)} µs`,
+        ],
+      ];
+    case 'resources':
+      return [
+        ['pending() cost vs server.address()', `${fixed(json.pending.ratioToServerAddress)}× (${fixed(json.pending.nsPerCall, 0)} ns)`],
+        [`fd growth over ${json.cycles.cycles} accept/release cycles`, String(json.cycles.fdGrowth)],
+        ['RSS growth over the same cycles', `${fixed(json.cycles.rssGrowthMiB, 1)} MiB`],
+      ];
+    case 'drain':
+      return Object.entries(json.summary).map(([scenario, variants]) => {
+        const cut = (totals) => (totals.read ?? 0) + (totals.failed ?? 0) + (totals.errored ?? 0) + (totals.timeout ?? 0);
+        return [`${scenario}: requests cut, listener.close() vs server.close()`, `${cut(variants.listener.totals)} vs ${cut(variants.node.totals)}`];
+      });
+    default:
+      return [];
+  }
+}
+
+const { values } = parseArgs({ options: { only: { type: 'string' } } });
+const only = values.only?.split(',');
+const summary = { date: new Date().toISOString(), node: process.version, benches: {} };
+const rows = [];
+let failed = false;
+
+for (const bench of BENCHES) {
+  if (only !== undefined && !only.includes(bench.name)) continue;
+  const missing = (bench.needs ?? []).filter((command) => !installed(command));
+  if (missing.length > 0) {
+    const note = `skipped: ${missing.join(', ')} not installed (apt-get install wrk nghttp2-client)`;
+    console.log(`\n=== ${bench.name}: ${note}`);
+    summary.benches[bench.name] = { skipped: note };
+    continue;
+  }
+  console.log(`\n=== ${bench.name}: ${bench.what}`);
+  const run = spawnSync(process.execPath, [...(bench.nodeArgs ?? []), path.join(here, bench.file)], { stdio: 'inherit' });
+  const output = path.join(results, `${bench.name}.json`);
+  if (run.status !== 0 || !fs.existsSync(output)) {
+    console.log(`=== ${bench.name} failed (exit ${run.status})`);
+    summary.benches[bench.name] = { failed: run.status };
+    failed = true;
+    continue;
+  }
+  const json = JSON.parse(fs.readFileSync(output, 'utf8'));
+  const lines = summarize(bench.name, json);
+  summary.benches[bench.name] = { file: path.relative(process.cwd(), output), figures: Object.fromEntries(lines) };
+  for (const [label, value] of lines) rows.push([bench.name, label, value]);
+}
+
+const width = (column) => Math.max(...rows.map((row) => row[column].length), 0);
+console.log('\nSummary (ratios are ours / Node\'s own path, measured in this run)');
+for (const [bench, label, value] of rows) {
+  console.log(`  ${bench.padEnd(width(0))}  ${label.padEnd(width(1))}  ${value}`);
+}
+fs.mkdirSync(results, { recursive: true });
+fs.writeFileSync(path.join(results, 'summary.json'), JSON.stringify(summary, null, 2));
+console.log(`\nwrote ${path.join(results, 'summary.json')}`);
+process.exitCode = failed ? 1 : 0;
