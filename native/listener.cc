@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -279,18 +280,7 @@ class Listener : public Napi::ObjectWrap<Listener> {
     if (!CheckOpen(env, "accept4")) return env.Undefined();
     bool shutdown = info[0].ToBoolean();
     std::vector<int> fds;
-    int failure = 0;
-    for (;;) {
-      int fd = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-      if (fd >= 0) {
-        fds.push_back(fd);
-        continue;
-      }
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      if (errno == ECONNABORTED || errno == EINTR || errno == EPROTO) continue;
-      failure = errno;
-      break;
-    }
+    int failure = AcceptInto(&fds, SIZE_MAX);
     const char* failedCall = "accept4";
     if (failure == 0 && shutdown) {
       StopPolling();
@@ -300,13 +290,34 @@ class Listener : public Napi::ObjectWrap<Listener> {
         failedCall = "shutdown";
       }
     }
-    Napi::Array batch = Napi::Array::New(env, fds.size());
-    for (size_t i = 0; i < fds.size(); i++) batch.Set(i, Napi::Number::New(env, fds[i]));
     Napi::Object result = Napi::Object::New(env);
-    result.Set("fds", batch);
+    result.Set("fds", FdArray(env, fds));
     // The accepted fds are returned even on failure: they belong to JS now.
     result.Set("error", failure != 0 ? SystemError(env, failure, failedCall).Value() : env.Null());
     return result;
+  }
+
+  // accept4 until EAGAIN or `limit` fds; returns 0, or the errno that ended
+  // it (the fds accepted before it are in `fds` either way).
+  int AcceptInto(std::vector<int>* fds, size_t limit) {
+    while (fds->size() < limit) {
+      int fd = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+      if (fd >= 0) {
+        fds->push_back(fd);
+        continue;
+      }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      // The peer gave up between handshake and accept; nothing to hand over.
+      if (errno == ECONNABORTED || errno == EINTR || errno == EPROTO) continue;
+      return errno;
+    }
+    return 0;
+  }
+
+  static Napi::Array FdArray(Napi::Env env, const std::vector<int>& fds) {
+    Napi::Array array = Napi::Array::New(env, fds.size());
+    for (size_t i = 0; i < fds.size(); i++) array.Set(i, Napi::Number::New(env, fds[i]));
+    return array;
   }
 
   static void OnReadable(uv_poll_t* handle, int status, int /*events*/) {
@@ -323,24 +334,12 @@ class Listener : public Napi::ObjectWrap<Listener> {
     int failure = status < 0 ? -status : 0;
     const char* failedCall = "uv_poll";
     std::vector<int> fds;
-    while (failure == 0 && fds.size() < static_cast<size_t>(batchLimit_)) {
-      int fd = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-      if (fd >= 0) {
-        fds.push_back(fd);
-        continue;
-      }
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      // The peer gave up between handshake and accept; nothing to hand over.
-      if (errno == ECONNABORTED || errno == EINTR || errno == EPROTO) continue;
-      failure = errno;
+    if (failure == 0) {
+      failure = AcceptInto(&fds, static_cast<size_t>(batchLimit_));
       failedCall = "accept4";
     }
     if (failure != 0) StopPolling();
-    if (!fds.empty()) {
-      Napi::Array batch = Napi::Array::New(env, fds.size());
-      for (size_t i = 0; i < fds.size(); i++) batch.Set(i, Napi::Number::New(env, fds[i]));
-      Deliver(onAccept_, self, batch);
-    }
+    if (!fds.empty()) Deliver(onAccept_, self, FdArray(env, fds));
     if (failure != 0) {
       Deliver(onError_, self, SystemError(env, failure, failedCall).Value());
       // Unless a callback armed again, this handle is disarmed now.
