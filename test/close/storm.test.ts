@@ -182,7 +182,9 @@ describe('open-loop connect storm, listen/close cycles on one port', () => {
     // before they could be answered, and the report counts them.
     expect(storm.answered + storm.noAnswer).toBe(accepted);
     expect(storm.noAnswer).toBeLessThanOrEqual(sum(reports, 'ended'));
-    expect(sum(reports, 'destroyed')).toBe(0);
+    // Whether a client answers the FIN before the hard deadline depends on how
+    // busy the machine is; only a connection already ended may be destroyed.
+    expect(sum(reports, 'destroyed')).toBeLessThanOrEqual(sum(reports, 'ended'));
     expect(storm.answered + storm.noAnswer + storm.resetEstablished + storm.stalled).toBe(storm.established);
   });
 });
