@@ -25,6 +25,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { machine, writeResult } from './common.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const packageRoot = path.resolve(here, '..', '..');
@@ -276,20 +277,13 @@ async function runBench() {
   );
 
   const report = {
-    bench: 'close',
-    date: new Date().toISOString(),
-    node: process.version,
-    platform: `${process.platform}-${process.arch}`,
-    kernel: os.release(),
-    cores: os.cpus().length,
+    ...machine('close'),
     config: { ...options, idleCloses: Number(values.idle), clients: 'https.get, agent: false (a fresh TLS connection per request)' },
     summary,
     idle,
     rounds,
   };
-  fs.mkdirSync(path.dirname(values.out), { recursive: true });
-  fs.writeFileSync(values.out, JSON.stringify(report, null, 2) + '\n');
-  console.log(`wrote ${path.relative(process.cwd(), values.out) || values.out}`);
+  writeResult(values.out, report);
 }
 
 function sum(values) {

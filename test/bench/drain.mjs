@@ -35,6 +35,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { machine, writeResult } from './common.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const packageRoot = path.resolve(here, '..', '..');
@@ -271,12 +272,7 @@ async function runBench() {
   }
 
   const report = {
-    bench: 'drain',
-    date: new Date().toISOString(),
-    node: process.version,
-    platform: `${process.platform}-${process.arch}`,
-    kernel: os.release(),
-    cores: os.cpus().length,
+    ...machine('drain'),
     config: {
       ...options,
       wrk: 'wrk -t2 -c64 -d<duration>s',
@@ -286,7 +282,5 @@ async function runBench() {
     summary,
     rounds,
   };
-  fs.mkdirSync(path.dirname(values.out), { recursive: true });
-  fs.writeFileSync(values.out, JSON.stringify(report, null, 2) + '\n');
-  console.log(`wrote ${path.relative(process.cwd(), values.out) || values.out}`);
+  writeResult(values.out, report);
 }

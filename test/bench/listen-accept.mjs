@@ -30,6 +30,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { machine, writeResult, median } from './common.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const packageRoot = path.resolve(here, '..', '..');
@@ -273,26 +274,13 @@ async function runBench() {
   }
 
   const report = {
-    bench: 'listen-accept',
-    date: new Date().toISOString(),
-    node: process.version,
-    platform: `${process.platform}-${process.arch}`,
-    kernel: os.release(),
-    cores: os.cpus().length,
+    ...machine('listen-accept'),
     config: { rounds, roundMs, warmupMs, concurrency, protocols, request: 'GET / with Connection: close, agent: false' },
     summary,
     ratios,
     results,
   };
-  fs.mkdirSync(path.dirname(values.out), { recursive: true });
-  fs.writeFileSync(values.out, JSON.stringify(report, null, 2) + '\n');
-  console.log(`wrote ${path.relative(process.cwd(), values.out) || values.out}`);
-}
-
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+  writeResult(values.out, report);
 }
 
 function round2(value) {

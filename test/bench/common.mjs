@@ -1,0 +1,29 @@
+// What every benchmark shares: the machine description at the head of its
+// JSON, writing that JSON, and the median.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+/** The header of a benchmark's JSON: which benchmark, when, and on what. */
+export function machine(bench) {
+  return {
+    bench,
+    date: new Date().toISOString(),
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    kernel: os.release(),
+    cores: os.cpus().length,
+  };
+}
+
+export function writeResult(file, report) {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, JSON.stringify(report, null, 2) + '\n');
+  console.log(`wrote ${path.relative(process.cwd(), file) || file}`);
+}
+
+export function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
