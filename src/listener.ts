@@ -93,6 +93,19 @@ const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 const HANDSHAKE_RECHECK_MS = 200;
 const DEFAULT_OVERFLOW_WINDOW_MS = 1000;
 
+// A throwing 'connection' handler (the listener's or the server's) must not
+// strand the rest of a batch or a close in progress: the error is rethrown on
+// its own tick, an uncaught exception as in Node's own accept path.
+function guarded(handler: () => void): void {
+  try {
+    handler();
+  } catch (error) {
+    process.nextTick(() => {
+      throw error;
+    });
+  }
+}
+
 const EDGES: Record<ListenerState, readonly ListenerState[]> = {
   accepting: ['draining'],
   draining: ['accepting', 'closed'],
@@ -198,11 +211,12 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     this.#paused = false;
     const drain = this.#drain;
     if (drain !== undefined) {
+      // First, since it can fail (the port taken meanwhile): the drain then goes on.
+      if (drain.swept) this.#socket.listen();
       this.#drain = undefined;
       this.#closing = undefined;
       for (const timer of drain.timers) clearTimeout(timer);
       this.#socket.gate(false);
-      if (drain.swept) this.#socket.listen();
       this.#sink.draining(false, this.#connections);
       this.#transition('accepting');
       drain.reject(new ListenerError('ERR_CLOSE_ABORTED', 'The close was aborted by resume()'));
@@ -242,7 +256,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
 
     // The gate goes on before anything slow: from here no new SYN enters the queue.
     this.#socket.gate(true);
-    const pending = this.#socket.pending({ handshakes: true });
+    const pending = this.#depth();
     let resolve!: (report: CloseReport) => void;
     let reject!: (error: Error) => void;
     const promise = new Promise<CloseReport>((res, rej) => {
@@ -301,7 +315,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       drain.timers.push(
         setTimeout(() => {
           if (this.#drain !== drain) return;
-          this.#sweep(drain, this.#socket.pending({ handshakes: true }).handshaking ?? 0);
+          this.#sweep(drain, this.#depth().handshaking);
         }, HANDSHAKE_RECHECK_MS),
       );
       return;
@@ -311,11 +325,32 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       return;
     }
     const { fds, error } = this.#socket.sweep({ shutdown: true });
+    if (error !== null) {
+      // An accept failed (EMFILE, ENFILE…): the queue is not empty, so there
+      // was no shutdown. Keep accepting as descriptors free up, sweep again.
+      this.#admit(fds);
+      this.#emitError(error);
+      this.#updateArming();
+      drain.timers.push(setTimeout(() => this.#sweep(drain, this.#depth().handshaking), HANDSHAKE_RECHECK_MS));
+      return;
+    }
     drain.swept = true;
     this.#armedLimit = null;
     this.#admit(fds);
-    if (error !== null) this.#emitError(error);
     this.#maybeFinish();
+  }
+
+  // The accept queue and the SYN_RECV handshakes on the port (sock_diag). If
+  // the kernel refuses the sock_diag query, the close goes on without waiting
+  // for handshakes rather than failing with the SYN gate already on.
+  #depth(): Pending & { handshaking: number } {
+    try {
+      const pending = this.#socket.pending({ handshakes: true });
+      return { ...pending, handshaking: pending.handshaking ?? 0 };
+    } catch (error) {
+      this.#emitError(error as Error);
+      return { ...this.#socket.pending(), handshaking: 0 };
+    }
   }
 
   // Keep accepting until a whole window passes with no new connection, then
@@ -327,7 +362,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       setTimeout(() => {
         if (this.#drain !== drain || drain.swept) return;
         if (drain.report.accepted === acceptedAtMark) drain.overflowed = false;
-        this.#sweep(drain, this.#socket.pending({ handshakes: true }).handshaking ?? 0);
+        this.#sweep(drain, this.#depth().handshaking);
       }, drain.overflowWindow),
     );
   }
@@ -362,8 +397,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
 
   #admit(fds: number[]): void {
     const draining = this.#drain !== undefined;
-    // Every fd becomes a counted connection before any user code runs, so a
-    // throwing 'connection' handler cannot strand the rest of the batch.
+    // Every fd becomes a counted connection before any user code runs.
     const admitted: C[] = [];
     for (const fd of fds) {
       let connection: C;
@@ -380,11 +414,11 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       admitted.push(connection);
     }
     for (const connection of admitted) {
-      this.emit('connection', connection);
+      guarded(() => this.emit('connection', connection));
       // Asked for each connection, after the listener's own event: a close()
       // from a handler earlier in the batch makes the rest of it stragglers.
       this.#undelivered.delete(connection);
-      this.#sink.deliver(connection, this.#drain !== undefined);
+      guarded(() => this.#sink.deliver(connection, this.#drain !== undefined));
     }
   }
 

@@ -222,16 +222,19 @@ export class ListenSocket extends EventEmitter {
    * Accepts everything queued right now, until EAGAIN, and returns the fds.
    * With `{ shutdown: true }` the listener is shut down (and disarmed) in the
    * same native step, so nothing can reach the queue between the last accept
-   * and the shutdown. An error after some accepts is returned beside them.
+   * and the shutdown. An error after some accepts is returned beside them;
+   * the socket is then not shut down (its queue is not empty).
    */
   sweep(options?: { shutdown?: boolean }): { fds: number[]; error: Error | null } {
     this.#assertOpen('sweep');
     const shutdown = options?.shutdown === true;
-    if (shutdown) {
+    const result = this.#handle.sweep(shutdown);
+    // A failed sweep (EMFILE…) did not shut down: polling stays as it was.
+    if (shutdown && result.error === null) {
       this.#onAccept = undefined;
       this.#clearBackoff();
     }
-    return this.#handle.sweep(shutdown);
+    return result;
   }
 
   /** Whether an armed socket keeps the event loop alive (`server.ref()`/`unref()`). @default true */

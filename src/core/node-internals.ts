@@ -97,6 +97,24 @@ export function removeListenHandle(server: net.Server, handle: ListenHandle): vo
   s._emitCloseIfDrained?.();
 }
 
+/**
+ * While a drain started by `server.close()` is still accepting (handshakes in
+ * SYN_RECV, an overflowed queue), Node must not take a moment with no
+ * connections for the end: `_emitCloseIfDrained` emits `'close'` whenever
+ * `_handle` is null and `_connections` is 0. The listener holds one count in
+ * `_connections` for itself (as Unit's `lev->count` does) until phase 2.
+ */
+export function holdServerOpen(server: net.Server): void {
+  internals(server)._connections++;
+}
+
+/** Drops the listener's own count and lets Node emit `'close'` if nothing else is open. */
+export function releaseServerHold(server: net.Server): void {
+  const s = internals(server);
+  s._connections--;
+  s._emitCloseIfDrained?.();
+}
+
 /** Socket options as lib/net.js `onconnection` derives them from the server. */
 export function acceptedSocketOptions(server: net.Server): net.SocketConstructorOpts & {
   pauseOnCreate: boolean;

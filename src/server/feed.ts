@@ -4,9 +4,11 @@ import tls from 'node:tls';
 import {
   acceptedSocketOptions,
   adoptConnection,
+  holdServerOpen,
   installListenHandle,
   isBlocked,
   rawSocketOf,
+  releaseServerHold,
   removeListenHandle,
   type ListenHandle,
 } from '../core/node-internals.js';
@@ -129,6 +131,7 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
       // server.close() lands here: the same two-phase close as listener.close().
       close: () => {
         this.#closedByServer = true;
+        holdServerOpen(server);
         owner.close().catch(() => {});
       },
       ref() {
@@ -220,6 +223,7 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
     this.#server.removeListener('upgrade', this.#onUpgrade);
     this.#server.removeListener('secureConnection', this.#onSecure);
     this.#server.removeListener('secureConnection', this.#onHandshakeDone);
-    if (!this.#closedByServer) removeListenHandle(this.#server, this.#handle);
+    if (this.#closedByServer) releaseServerHold(this.#server);
+    else removeListenHandle(this.#server, this.#handle);
   }
 }
