@@ -17,7 +17,7 @@
 //
 // Idle: --idle closes of a listener nobody connects to, timed from the call to
 // the promise (listener) or the callback (node), in this process.
-import { fork, execFileSync } from 'node:child_process';
+import { fork } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
@@ -25,7 +25,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { machine, writeResult } from './common.mjs';
+import { machine, writeResult, certificate } from './common.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const packageRoot = path.resolve(here, '..', '..');
@@ -186,21 +186,6 @@ function tcpSocketCount() {
   return count;
 }
 
-function testCertificate() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gl-bench-cert-'));
-  try {
-    execFileSync(
-      'openssl',
-      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost',
-        '-days', '2', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')],
-      { stdio: 'ignore' },
-    );
-    return { key: fs.readFileSync(path.join(dir, 'key.pem'), 'utf8'), cert: fs.readFileSync(path.join(dir, 'cert.pem'), 'utf8') };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-
 async function runBench() {
   const { values } = parseArgs({
     options: {
@@ -219,7 +204,7 @@ async function runBench() {
     responses: Number(values.responses),
     burnMs: Number(values['burn-ms']),
   };
-  const tls = testCertificate();
+  const tls = certificate();
   const variants = ['listener', 'node'];
   const label = { listener: 'listener.close()', node: 'server.close()' };
   console.log(

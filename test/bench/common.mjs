@@ -1,6 +1,7 @@
 // What every benchmark shares: the machine description at the head of its
-// JSON, writing that JSON, and the median.
+// JSON, writing that JSON, the median, and a TLS certificate.
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -26,4 +27,10 @@ export function median(values) {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/** A self-signed certificate for localhost and 127.0.0.1, from the package's test kit (dist/). */
+export function certificate() {
+  const require = createRequire(import.meta.url);
+  return require('../../dist/testing/index.js').selfSignedCertificate();
 }

@@ -35,7 +35,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { machine, writeResult } from './common.mjs';
+import { machine, writeResult, certificate } from './common.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const packageRoot = path.resolve(here, '..', '..');
@@ -160,21 +160,6 @@ async function round(scenario, variant, options, tls) {
     closeMs: close.closeMs === null ? null : Math.round(close.closeMs),
     ...(close.report !== undefined ? { report: close.report } : {}),
   };
-}
-
-function certificate() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gl-drain-bench-'));
-  try {
-    execFileSync(
-      'openssl',
-      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost',
-        '-days', '2', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')],
-      { stdio: 'ignore' },
-    );
-    return { key: fs.readFileSync(path.join(dir, 'key.pem'), 'utf8'), cert: fs.readFileSync(path.join(dir, 'cert.pem'), 'utf8') };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
 }
 
 function sum(values) {

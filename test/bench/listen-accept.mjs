@@ -22,7 +22,7 @@
 // per second, and the server process's CPU time per request — the second is
 // the one that does not depend on the client keeping up. Ratios are
 // listener / node: > 1 is better for the rate, < 1 is better for CPU.
-import { execFileSync, fork } from 'node:child_process';
+import { fork } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -30,7 +30,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { machine, writeResult, median } from './common.mjs';
+import { machine, writeResult, median, certificate } from './common.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const packageRoot = path.resolve(here, '..', '..');
@@ -96,26 +96,6 @@ function runClient() {
   });
 }
 
-function makeCert() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'listen-accept-bench-'));
-  try {
-    const key = path.join(dir, 'key.pem');
-    const cert = path.join(dir, 'cert.pem');
-    execFileSync(
-      'openssl',
-      [
-        'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-        '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=localhost',
-        '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-      ],
-      { stdio: ['ignore', 'ignore', 'pipe'] },
-    );
-    return { key: fs.readFileSync(key), cert: fs.readFileSync(cert) };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-
 async function runBench() {
   const { values } = parseArgs({
     options: {
@@ -135,7 +115,7 @@ async function runBench() {
   const distEntry = path.join(packageRoot, 'dist', 'index.mjs');
   if (!fs.existsSync(distEntry)) throw new Error(`${distEntry} is missing: run "npx tsc -p tsconfig.json" first`);
   const { listen } = await import(distEntry);
-  const tlsOptions = makeCert();
+  const tlsOptions = certificate();
 
   const child = fork(fileURLToPath(import.meta.url), ['--client'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const childDied = new Promise((_, reject) =>
