@@ -118,6 +118,7 @@ class Listener : public Napi::ObjectWrap<Listener> {
                            InstanceMethod<&Listener::SetRef>("ref"),
                            InstanceMethod<&Listener::QueueDepth>("queueDepth"),
                            InstanceMethod<&Listener::Handshakes>("handshakes"),
+                           InstanceMethod<&Listener::HandshakeRequests>("handshakeRequests"),
                            InstanceMethod<&Listener::Gate>("gate"),
                            InstanceMethod<&Listener::Shutdown>("shutdown"),
                            InstanceMethod<&Listener::Relisten>("listen"),
@@ -421,7 +422,42 @@ class Listener : public Napi::ObjectWrap<Listener> {
            memcmp(msg.id.idiag_src, &sin6->sin6_addr.s6_addr[12], 4) == 0;
   }
 
-  static int CountSynRecv(const sockaddr_storage& local, int family, int* count) {
+  struct Request {
+    std::string key;
+    unsigned retrans;
+    unsigned expiresMs;
+  };
+
+  Napi::Value HandshakeRequests(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckOpen(env, "getsockname")) return env.Undefined();
+    sockaddr_storage local{};
+    socklen_t len = sizeof(local);
+    if (getsockname(fd_, reinterpret_cast<sockaddr*>(&local), &len) != 0) {
+      SystemError(env, errno, "getsockname").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    int count = 0;
+    std::vector<Request> requests;
+    int err = CountSynRecv(local, AF_INET, &count, &requests);
+    if (err == 0 && local.ss_family == AF_INET6) err = CountSynRecv(local, AF_INET6, &count, &requests);
+    if (err != 0) {
+      SystemError(env, err, err == EPROTONOSUPPORT ? "socket" : "recv").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Array result = Napi::Array::New(env, requests.size());
+    for (size_t i = 0; i < requests.size(); i++) {
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("key", requests[i].key);
+      entry.Set("retrans", requests[i].retrans);
+      entry.Set("expiresMs", requests[i].expiresMs);
+      result.Set(i, entry);
+    }
+    return result;
+  }
+
+  static int CountSynRecv(const sockaddr_storage& local, int family, int* count,
+                          std::vector<Request>* requests = nullptr) {
     if (local.ss_family == AF_INET && family != AF_INET) return 0;
     uint16_t port = local.ss_family == AF_INET
                         ? reinterpret_cast<const sockaddr_in*>(&local)->sin_port
@@ -473,6 +509,14 @@ class Listener : public Napi::ObjectWrap<Listener> {
         if (msg->idiag_state == TCP_SYN_RECV && msg->id.idiag_sport == port &&
             MatchesLocal(local, *msg)) {
           (*count)++;
+          if (requests != nullptr) {
+            char src[INET6_ADDRSTRLEN] = "", dst[INET6_ADDRSTRLEN] = "";
+            inet_ntop(msg->idiag_family, msg->id.idiag_dst, src, sizeof(src));
+            inet_ntop(msg->idiag_family, msg->id.idiag_src, dst, sizeof(dst));
+            requests->push_back({std::string(src) + ":" + std::to_string(ntohs(msg->id.idiag_dport)) + ">" +
+                                     dst + ":" + std::to_string(ntohs(msg->id.idiag_sport)),
+                                 msg->idiag_retrans, msg->idiag_expires});
+          }
         }
       }
     }

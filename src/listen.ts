@@ -4,9 +4,10 @@ import { ListenSocket, type OpenOptions } from './core/listen-socket.js';
 import { dropNodeHandle, hasListenHandle, listeningFd } from './core/node-internals.js';
 import { validateInteger, validateObject } from './core/validate.js';
 
-const MAX_MS = 2 ** 31 - 1;
 import { Listener } from './listener.js';
 import { ServerFeed, type DrainOptions } from './server/feed.js';
+
+const MAX_MS = 2 ** 31 - 1;
 
 /** Options for {@link listen}. */
 export interface ListenOptions extends OpenOptions, DrainOptions {
@@ -67,6 +68,17 @@ function validateDrainOptions(options: DrainOptions): DrainOptions {
   return { onDrain: options.onDrain, http: options.http, http2: options.http2 };
 }
 
+// The close routes with no caller to hand the promise to (server.close(),
+// the signal) end here. A close aborted by resume() is the owner's decision,
+// not an error; the listener's close rejects for nothing else.
+function closeUnattended(listener: Listener<net.Socket>): void {
+  listener.close().catch((error: Error & { code?: string }) => {
+    if (error.code === 'ERR_CLOSE_ABORTED') return;
+    if (listener.listenerCount('error') > 0) listener.emit('error', error);
+    else process.emitWarning(error);
+  });
+}
+
 function start(
   server: net.Server,
   socket: ListenSocket,
@@ -79,15 +91,13 @@ function start(
       return socket.fd;
     },
     address: () => socket.address(),
-    close: () => listener.close(),
+    close: () => closeUnattended(listener),
     ref: (on) => listener.ref(on),
   }, drain);
   listener = new Listener(socket, feed);
   listener.once('close', () => claimed.delete(server));
   if (signal !== undefined) {
-    const onAbort = (): void => {
-      listener.close().catch((error: Error) => listener.emit('error', error));
-    };
+    const onAbort = (): void => closeUnattended(listener);
     signal.addEventListener('abort', onAbort, { once: true });
     listener.once('close', () => signal.removeEventListener('abort', onAbort));
   }
@@ -107,6 +117,13 @@ export async function listen(server: net.Server, options: ListenOptions = {}): P
   const drain = validateDrainOptions(options);
   signal?.throwIfAborted();
   claim(server, false);
+  // server.close() while the socket opens (a host name resolving) cancels
+  // the listen, as it cancels Node's own: it emits the server's 'close'.
+  let serverClosed = false;
+  const onServerClose = (): void => {
+    serverClosed = true;
+  };
+  server.once('close', onServerClose);
   let socket: ListenSocket;
   try {
     socket =
@@ -116,11 +133,18 @@ export async function listen(server: net.Server, options: ListenOptions = {}): P
   } catch (error) {
     claimed.delete(server);
     throw error;
+  } finally {
+    server.removeListener('close', onServerClose);
   }
   if (signal?.aborted) {
     claimed.delete(server);
     socket.close();
     signal.throwIfAborted();
+  }
+  if (serverClosed) {
+    claimed.delete(server);
+    socket.close();
+    throw new ListenerError('ERR_SERVER_CLOSED', 'server.close() was called while listen(server) was opening its socket');
   }
   // server.listen() may have run while the socket was opening: its handle
   // stays, ours would hide it (and leak it) if installed over it.

@@ -4,6 +4,7 @@ export type ListenerErrorCode =
   | 'ERR_CLOSE_ABORTED'
   | 'ERR_SERVER_ALREADY_LISTEN'
   | 'ERR_SERVER_NOT_LISTENING'
+  | 'ERR_SERVER_CLOSED'
   | 'ERR_UNSUPPORTED_PLATFORM';
 
 /** An error about the listener's lifecycle, not about the system. */

@@ -6,7 +6,14 @@ import {
   invalidArgType,
   invalidArgValue,
 } from './errors.js';
-import { loadBinding, type NativeAddress, type NativeBinding, type NativeHandle, type NativeSystemError } from './native.js';
+import {
+  loadBinding,
+  type NativeAddress,
+  type NativeBinding,
+  type NativeHandle,
+  type NativeHandshakeRequest,
+  type NativeSystemError,
+} from './native.js';
 import { listeningFd } from './node-internals.js';
 import { validateBoolean, validateInteger, validateObject, validateString } from './validate.js';
 
@@ -39,7 +46,9 @@ export interface Pending {
   handshaking?: number;
 }
 
-const RESOURCE_ERRORS = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM']);
+/** A handshake in SYN_RECV on the listener's port. */
+export type HandshakeRequest = NativeHandshakeRequest;
+
 const FIRST_BACKOFF_MS = 10;
 const MAX_BACKOFF_MS = 1000;
 const DEFAULT_BACKLOG = 511;
@@ -106,7 +115,7 @@ export class ListenSocket extends EventEmitter {
     } catch (error) {
       // Node falls back to IPv4 when the default dual-stack address is unavailable.
       const code = (error as NativeSystemError).code;
-      if (options.host === undefined && family === 6 && (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL')) {
+      if (options.host === undefined && options.family === undefined && (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL')) {
         return new ListenSocket(binding.open(4, '0.0.0.0', port, backlog, reusePort, false), backlog);
       }
       throw error;
@@ -172,9 +181,11 @@ export class ListenSocket extends EventEmitter {
 
   /**
    * Starts accepting: `onAccept` receives each batch of accepted fds, already
-   * CLOEXEC and non-blocking, and owns them. EMFILE, ENFILE, ENOBUFS and ENOMEM
-   * disarm, emit `'error'`, and arm again after a back-off (10 ms doubling to
-   * 1 s); the connections wait in the kernel queue meanwhile.
+   * CLOEXEC and non-blocking, and owns them. A failed accept(2) — EMFILE,
+   * ENFILE, ENOBUFS, ENOMEM, or EPERM from a security module, EINVAL after
+   * another owner shut the socket down — disarms, emits `'error'`, and arms
+   * again after a back-off (10 ms doubling to 1 s); the connections wait in
+   * the kernel queue meanwhile.
    */
   arm(onAccept: (fds: number[]) => void, options?: { limit?: number }): void {
     this.#assertOpen('arm');
@@ -216,6 +227,16 @@ export class ListenSocket extends EventEmitter {
       }
     }
     return depth;
+  }
+
+  /**
+   * Each handshake in SYN_RECV on this socket's port, with its SYN-ACK
+   * retransmits and the milliseconds until the next one. Walks every socket
+   * of the namespace (sock_diag), like `pending({ handshakes: true })`.
+   */
+  handshakeRequests(): HandshakeRequest[] {
+    this.#assertOpen('handshakeRequests');
+    return this.#handle.handshakeRequests();
   }
 
   /**
@@ -290,16 +311,15 @@ export class ListenSocket extends EventEmitter {
   }
 
   #onPollError(error: NativeSystemError): void {
-    // The addon has already disarmed.
-    if (RESOURCE_ERRORS.has(error.code) && this.#onAccept !== undefined) {
+    // The addon has already disarmed. Whatever the error, try again later:
+    // giving up would strand the queue with nothing telling the owner.
+    if (this.#onAccept !== undefined) {
       const delay = this.#backoffMs;
       this.#backoffMs = Math.min(this.#backoffMs * 2, MAX_BACKOFF_MS);
       this.#backoffTimer = setTimeout(() => {
         this.#backoffTimer = undefined;
         if (!this.#closed && this.#onAccept !== undefined) this.#startPolling();
       }, delay);
-    } else {
-      this.#onAccept = undefined;
     }
     if (this.listenerCount('error') > 0) this.emit('error', error);
     else process.emitWarning(error);

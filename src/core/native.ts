@@ -23,6 +23,16 @@ export interface NativeSocketInfo {
   listening: boolean;
 }
 
+/** A handshake in SYN_RECV as sock_diag reports it. */
+export interface NativeHandshakeRequest {
+  /** Identifies the request (its addresses and ports). */
+  key: string;
+  /** SYN-ACK retransmits so far (`idiag_retrans`). */
+  retrans: number;
+  /** Milliseconds until the request's next timer: its next SYN-ACK retransmit (`idiag_expires`). */
+  expiresMs: number;
+}
+
 /** One listening socket owned by the addon. Mechanism only: no state, no policy. */
 export interface NativeHandle {
   readonly fd: number;
@@ -42,6 +52,8 @@ export interface NativeHandle {
   ref(on: boolean): void;
   queueDepth(): { queued: number; backlog: number };
   handshakes(): number;
+  /** Each handshake in SYN_RECV on the listener's port (sock_diag). */
+  handshakeRequests(): NativeHandshakeRequest[];
   gate(on: boolean): void;
   shutdown(): void;
   listen(backlog: number): void;

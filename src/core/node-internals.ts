@@ -1,7 +1,13 @@
 // Every touch of Node's private server/socket internals lives here, each with
 // the Node behaviour it mirrors, so a Node upgrade has one file to check. The
 // parity tests run on Node 20 and Node 24.
-import type net from 'node:net';
+import diagnosticsChannel from 'node:diagnostics_channel';
+import net from 'node:net';
+import tls from 'node:tls';
+
+// lib/net.js `onconnection` publishes every accepted socket here (APM tools
+// subscribe to it).
+const netServerSocket = diagnosticsChannel.channel('net.server.socket');
 
 /** What `net.Server` calls on `server._handle` (lib/net.js). */
 export interface ListenHandle {
@@ -81,20 +87,63 @@ export function installListenHandle(server: net.Server, handle: ListenHandle, ke
 /**
  * Removes our handle if it is still the server's and lets Node emit the
  * server's `'close'` once its connections are gone, as `Server.close` does
- * after `_handle = null` (`_emitCloseIfDrained`). Also stops http's
- * connection-checking interval, as `httpServerPreClose` does, without its
- * `closeIdleConnections()`.
+ * after `_handle = null` (`_emitCloseIfDrained`).
  */
 export function removeListenHandle(server: net.Server, handle: ListenHandle): void {
   const s = internals(server);
   if (s._handle !== handle) return;
   s._handle = null;
+  s._emitCloseIfDrained?.();
+}
+
+/**
+ * The interval lib/_http_server.js `setupConnectionsTracking` starts to
+ * enforce `headersTimeout` and `requestTimeout` (stored under a symbol whose
+ * description is `http.server.connectionsCheckingInterval`), or undefined for
+ * a server that has none (net, tls, http2 without allowHTTP1,
+ * `connectionsCheckingInterval: 0`).
+ */
+export function connectionsCheckingInterval(server: net.Server): NodeJS.Timeout | undefined {
   for (const symbol of Object.getOwnPropertySymbols(server)) {
     if (symbol.description === 'http.server.connectionsCheckingInterval') {
-      clearInterval((server as unknown as Record<symbol, NodeJS.Timeout>)[symbol]);
+      const value = (server as unknown as Record<symbol, unknown>)[symbol];
+      return value != null && typeof value === 'object' ? (value as NodeJS.Timeout) : undefined;
     }
   }
-  s._emitCloseIfDrained?.();
+  return undefined;
+}
+
+/**
+ * Stops http's connection-checking interval, as `httpServerPreClose` does
+ * when the server closes. The drain keeps it running until the listener is
+ * closed, so `headersTimeout`/`requestTimeout` still end slow clients.
+ */
+export function stopConnectionsChecking(server: net.Server): void {
+  clearInterval(connectionsCheckingInterval(server));
+}
+
+/**
+ * On Node ≥ 19, `http.Server.prototype.close` (and https's, and an http2
+ * secure server's with `allowHTTP1`) runs `httpServerPreClose` first: it
+ * calls `closeIdleConnections()`, which destroys every keep-alive connection
+ * between two requests — one whose next request already sits unread in its
+ * receive buffer is answered with RST — before `net.Server.prototype.close`
+ * reaches `_handle.close()`. An own `close` on the server skips that step and
+ * runs the net (or tls) close, which reaches our handle: the drain owns idle
+ * connections. The callback, `ERR_SERVER_NOT_RUNNING` and `'close'` stay
+ * Node's. Returns what undoes it.
+ */
+export function skipHttpPreClose(server: net.Server): () => void {
+  type Close = (this: net.Server, callback?: (error?: Error) => void) => net.Server;
+  const base = (server instanceof tls.Server ? tls.Server.prototype.close : net.Server.prototype.close) as Close;
+  if (server.close === base) return () => {};
+  const close = function close(this: net.Server, callback?: (error?: Error) => void): net.Server {
+    return base.call(this, callback);
+  };
+  Object.defineProperty(server, 'close', { value: close, configurable: true, writable: true, enumerable: false });
+  return () => {
+    if (Object.getOwnPropertyDescriptor(server, 'close')?.value === close) delete (server as { close?: unknown }).close;
+  };
 }
 
 /**
@@ -132,12 +181,13 @@ export function acceptedSocketOptions(server: net.Server): net.SocketConstructor
 }
 
 /**
- * What `onconnection` does to a new socket before `'connection'`: TCP_NODELAY
- * and keep-alive from the server's options (`keepAliveInitialDelay` is stored
- * in seconds), connection counting (`_connections`, decremented by
- * `Socket._destroy` through `socket._server`), and `socket.server`.
+ * What `onconnection` does with a new socket: TCP_NODELAY and keep-alive from
+ * the server's options (`keepAliveInitialDelay` is stored in seconds),
+ * connection counting (`_connections`, decremented by `Socket._destroy`
+ * through `socket._server`), `socket.server`, then `'connection'`, then the
+ * `net.server.socket` diagnostics channel.
  */
-export function adoptConnection(server: net.Server, socket: net.Socket): void {
+export function emitConnection(server: net.Server, socket: net.Socket): void {
   const s = server as unknown as { noDelay?: boolean; keepAlive?: boolean };
   if (s.noDelay) socket.setNoDelay(true);
   if (s.keepAlive) socket.setKeepAlive(true, (internals(server).keepAliveInitialDelay ?? 0) * 1000);
@@ -145,6 +195,8 @@ export function adoptConnection(server: net.Server, socket: net.Socket): void {
   const counted = socket as unknown as { server: net.Server; _server: net.Server };
   counted.server = server;
   counted._server = server;
+  server.emit('connection', socket);
+  if (netServerSocket.hasSubscribers) netServerSocket.publish({ socket });
 }
 
 /**

@@ -1,15 +1,18 @@
 import fs from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
+import { guarded } from '../core/callout.js';
 import {
   acceptedSocketOptions,
-  adoptConnection,
+  emitConnection,
   holdServerOpen,
   installListenHandle,
   isBlocked,
   rawSocketOf,
   releaseServerHold,
   removeListenHandle,
+  skipHttpPreClose,
+  stopConnectionsChecking,
   type ListenHandle,
 } from '../core/node-internals.js';
 import type { NativeAddress } from '../core/native.js';
@@ -21,13 +24,15 @@ import { Http2Drain, type Http2DrainOptions } from './http2-drain.js';
 export interface DrainOptions {
   /**
    * Called once per connection that no protocol drain owns — every connection
-   * of a net or tls server, and sockets taken over by `'upgrade'` — when the
+   * of a net or tls server, sockets taken over by `'upgrade'` and CONNECT
+   * tunnels (`'connect'`) — when the
    * drain starts, or when it is accepted or upgraded later. The application
    * ends it its own way (a WebSocket close frame, a protocol goodbye).
    * Without a hook such connections run until the close deadline, then end
    * gently. A TLS connection is passed as its TLS socket: one whose handshake
    * is still in progress is passed once the handshake is done (one that never
-   * completes is left to the deadline).
+   * completes is left to the deadline). What the hook throws is rethrown on
+   * its own tick and does not stop the drain.
    */
   onDrain?: (socket: net.Socket) => void;
   /** HTTP/1.1 drain options. */
@@ -40,7 +45,8 @@ export interface DrainOptions {
 export interface FeedOwner {
   readonly fd: number;
   address(): NativeAddress;
-  close(): Promise<unknown>;
+  /** Starts the listener's close; a rejected close is the owner's to handle. */
+  close(): void;
   ref(on: boolean): void;
 }
 
@@ -81,30 +87,39 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
     if (raw !== undefined && this.#handshaking.delete(raw) && this.#draining) this.#hook(raw);
   };
 
-  readonly #onUpgrade = (request: { socket: net.Socket }): void => {
+  // A socket taken over by 'upgrade' or 'connect' (a CONNECT tunnel) leaves
+  // the HTTP machinery: the drain hook and the deadline own it, never the
+  // HTTP drain's quiet window.
+  readonly #onTakeover = (request: { socket: net.Socket }): void => {
     this.#http?.forget(request.socket);
     const raw = rawSocketOf(request.socket) ?? request.socket;
     this.#upgraded.add(raw);
     if (this.#draining) this.#hook(raw);
   };
-  // Node treats a request as an upgrade only when the server has 'upgrade'
-  // listeners, so ours is attached only beside at least one of the user's.
-  #watchingUpgrades = false;
-  readonly #syncUpgradeWatch = (): void => {
-    const users = this.#server.listenerCount('upgrade') - (this.#watchingUpgrades ? 1 : 0);
-    if (users > 0 && !this.#watchingUpgrades) {
-      this.#watchingUpgrades = true;
-      this.#server.prependListener('upgrade', this.#onUpgrade);
-    } else if (users === 0 && this.#watchingUpgrades) {
-      // Keep watching: a listener the user adds later is followed again.
-      this.#watchingUpgrades = false;
-      this.#server.removeListener('upgrade', this.#onUpgrade);
+  // Node hands a request to 'upgrade' or 'connect' only when the server has
+  // listeners for it (a CONNECT without one is destroyed), so ours is
+  // attached only beside at least one of the user's.
+  readonly #watching = new Set<'upgrade' | 'connect'>();
+  readonly #syncTakeoverWatch = (): void => {
+    for (const event of ['upgrade', 'connect'] as const) {
+      const watching = this.#watching.has(event);
+      const users = this.#server.listenerCount(event) - (watching ? 1 : 0);
+      if (users > 0 && !watching) {
+        this.#watching.add(event);
+        this.#server.prependListener(event, this.#onTakeover);
+      } else if (users === 0 && watching) {
+        // Keep watching: a listener the user adds later is followed again.
+        this.#watching.delete(event);
+        this.#server.removeListener(event, this.#onTakeover);
+      }
     }
   };
   readonly #onListenerChange = (event: string | symbol): void => {
     // 'newListener' fires before the listener is added: look once it is.
-    if (event === 'upgrade') queueMicrotask(this.#syncUpgradeWatch);
+    if (event === 'upgrade' || event === 'connect') queueMicrotask(this.#syncTakeoverWatch);
   };
+  readonly #undoCloseRoute: () => void;
+  readonly #connectionKey: string;
 
   constructor(server: net.Server, owner: FeedOwner, options: DrainOptions = {}) {
     this.#server = server;
@@ -118,7 +133,7 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
     if (this.#http !== undefined) {
       server.on('newListener', this.#onListenerChange);
       server.on('removeListener', this.#onListenerChange);
-      this.#syncUpgradeWatch();
+      this.#syncTakeoverWatch();
     }
     this.#handle = {
       get fd() {
@@ -132,7 +147,7 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
       close: () => {
         this.#closedByServer = true;
         holdServerOpen(server);
-        owner.close().catch(() => {});
+        owner.close();
       },
       ref() {
         owner.ref(true);
@@ -142,7 +157,9 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
       },
     };
     const { address, family, port } = owner.address();
-    installListenHandle(server, this.#handle, `${family === 'IPv6' ? 6 : 4}:${address}:${port}`);
+    this.#connectionKey = `${family === 'IPv6' ? 6 : 4}:${address}:${port}`;
+    installListenHandle(server, this.#handle, this.#connectionKey);
+    this.#undoCloseRoute = skipHttpPreClose(server);
   }
 
   wrap(fd: number): net.Socket {
@@ -155,13 +172,23 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
   }
 
   deliver(socket: net.Socket, draining: boolean): void {
+    // A listener's 'connection' handler may have destroyed it already:
+    // counting it now would never be undone (Socket._destroy has run).
+    if (socket.destroyed) return;
     if (isBlocked(this.#server, socket)) {
       socket.destroy();
       return;
     }
-    adoptConnection(this.#server, socket);
-    this.#server.emit('connection', socket);
-    if (draining && this.#ownsNoProtocol(socket)) this.#hook(socket);
+    if (draining && this.#ownsNoProtocol(socket)) {
+      // After the server's handler, which may still end it or set it up.
+      try {
+        emitConnection(this.#server, socket);
+      } finally {
+        this.#hook(socket);
+      }
+      return;
+    }
+    emitConnection(this.#server, socket);
   }
 
   draining(on: boolean, connections: Iterable<net.Socket>): void {
@@ -169,6 +196,13 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
     if (!on) {
       this.#http?.stop();
       this.#http2?.stop();
+      // A close that server.close() started was aborted by resume(): the
+      // server listens again, as far as Node can tell.
+      if (this.#closedByServer) {
+        this.#closedByServer = false;
+        installListenHandle(this.#server, this.#handle, this.#connectionKey);
+        releaseServerHold(this.#server);
+      }
       return;
     }
     this.#http?.start();
@@ -199,7 +233,8 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
     }
     this.#hooked.add(socket);
     this.#hookCalls++;
-    this.#onDrain(this.#secure.get(socket) ?? socket);
+    const onDrain = this.#onDrain;
+    guarded(() => onDrain(this.#secure.get(socket) ?? socket));
   }
 
   endGently(socket: net.Socket): void {
@@ -220,9 +255,12 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
     this.#http2?.dispose();
     this.#server.removeListener('newListener', this.#onListenerChange);
     this.#server.removeListener('removeListener', this.#onListenerChange);
-    this.#server.removeListener('upgrade', this.#onUpgrade);
+    this.#server.removeListener('upgrade', this.#onTakeover);
+    this.#server.removeListener('connect', this.#onTakeover);
     this.#server.removeListener('secureConnection', this.#onSecure);
     this.#server.removeListener('secureConnection', this.#onHandshakeDone);
+    this.#undoCloseRoute();
+    stopConnectionsChecking(this.#server);
     if (this.#closedByServer) releaseServerHold(this.#server);
     else removeListenHandle(this.#server, this.#handle);
   }

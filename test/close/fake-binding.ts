@@ -5,7 +5,14 @@
 // still queued, accept on a socket that is not listening failing with EINVAL,
 // and a level-triggered poll (one batch per poll() while armed).
 import { EventEmitter } from 'node:events';
-import type { NativeAddress, NativeBinding, NativeHandle, NativeSocketInfo, NativeSystemError } from '../../src/core/native.js';
+import type {
+  NativeAddress,
+  NativeBinding,
+  NativeHandle,
+  NativeHandshakeRequest,
+  NativeSocketInfo,
+  NativeSystemError,
+} from '../../src/core/native.js';
 import type { Connection, ConnectionSink } from '../../src/listener.js';
 
 const ACCEPT_BATCH = 128;
@@ -92,6 +99,12 @@ export class FakeHandle implements NativeHandle {
   handshakes(): number {
     if (!this.#use('handshakes')) throw this.#badf('getsockname');
     return this.handshaking;
+  }
+
+  /** Each handshake in SYN_RECV, as sock_diag would list it: the next SYN-ACK retransmit in 1 s. */
+  handshakeRequests(): NativeHandshakeRequest[] {
+    if (!this.#use('handshakeRequests')) throw this.#badf('sendto');
+    return Array.from({ length: this.handshaking }, (_, i) => ({ key: `syn-${i}`, retrans: 0, expiresMs: 1000 }));
   }
 
   gate(on: boolean): void {

@@ -38,7 +38,7 @@ describe('Listener on the fake binding', () => {
     const { listener, handle, sink, events, errors } = await fakeListener();
     handle.ops.length = 0;
     const report = await listener.close();
-    expect(handle.ops).toEqual(['gate on', 'queueDepth', 'handshakes', 'sweep+shutdown', 'close']);
+    expect(handle.ops).toEqual(['gate on', 'queueDepth', 'handshakeRequests', 'sweep+shutdown', 'close']);
     expect(events).toEqual(['draining', 'close']);
     expect(report).toMatchObject({ queuedAtClose: 0, openAtClose: 0, accepted: 0, served: 0, ended: 0, destroyed: 0 });
     expect(vi.getTimerCount()).toBe(0);
