@@ -29,6 +29,8 @@ export class FakeHandle implements NativeHandle {
   /** Handshakes in SYN_RECV. */
   handshaking = 0;
   gated = false;
+  /** What gate(true) throws, if set (a locked socket filter: EPERM). */
+  gateError: NativeSystemError | undefined;
   listening = true;
   armed: { onAccept: (fds: number[]) => void; onError: (error: NativeSystemError) => void; limit: number } | undefined;
   closeCalls = 0;
@@ -109,6 +111,7 @@ export class FakeHandle implements NativeHandle {
 
   gate(on: boolean): void {
     if (!this.#use(on ? 'gate on' : 'gate off')) throw this.#badf('setsockopt');
+    if (on && this.gateError !== undefined) throw this.gateError;
     this.gated = on;
   }
 
@@ -177,6 +180,8 @@ export class FakeHandle implements NativeHandle {
 }
 
 /** The binding: open() makes a FakeHandle; every handle and fd it made is kept for inspection. */
+export { systemError };
+
 export class FakeBinding implements NativeBinding {
   readonly acceptBatch = ACCEPT_BATCH;
   readonly handles: FakeHandle[] = [];
@@ -184,7 +189,12 @@ export class FakeBinding implements NativeBinding {
 
   readonly nextFd = (): number => this.#fds++;
 
-  open(): NativeHandle {
+  /** What open() throws for a family, if set (no IPv6 on the host: EAFNOSUPPORT). */
+  readonly openErrors = new Map<4 | 6, NativeSystemError>();
+
+  open(family: 4 | 6 = 4): NativeHandle {
+    const error = this.openErrors.get(family);
+    if (error !== undefined) throw error;
     const handle = new FakeHandle(this.nextFd(), this.nextFd);
     this.handles.push(handle);
     return handle;
@@ -239,6 +249,8 @@ export class FakeSink implements ConnectionSink<FakeConnection> {
   closedCalls = 0;
   readonly closedFds = new Set<number>();
   readonly violations: string[] = [];
+  /** fds whose wrap() fails (as new net.Socket({ fd }) can): the sink closes the fd and throws. */
+  readonly failWrap = new Set<number>();
   /** Called from deliver(), after the checks: a test hook (e.g. a close() from the server's handler). */
   onDeliver: ((connection: FakeConnection, draining: boolean) => void) | undefined;
 
@@ -255,6 +267,10 @@ export class FakeSink implements ConnectionSink<FakeConnection> {
 
   wrap(fd: number): FakeConnection {
     if (this.closedCalls > 0) this.violations.push(`wrap(${fd}) after closed()`);
+    if (this.failWrap.has(fd)) {
+      this.closeFd(fd);
+      throw Object.assign(new Error(`wrap ${fd} failed`), { code: 'EMFILE' });
+    }
     const connection = new FakeConnection(fd, this);
     this.open.add(connection);
     connection.once('close', () => this.open.delete(connection));

@@ -2,7 +2,7 @@
 // the property test found, each as a fixed scenario.
 import { afterEach, beforeEach, describe, expect, test, vi } from 'vitest';
 import { ListenSocket, Listener, type CloseReport } from '../../src/index.js';
-import { FakeBinding, FakeSink } from './fake-binding.js';
+import { FakeBinding, FakeSink, systemError } from './fake-binding.js';
 
 beforeEach(() => {
   vi.useFakeTimers();
@@ -140,5 +140,83 @@ describe('Listener on the fake binding', () => {
     expect(sink.drainingCalls).toEqual([true, false, true]);
     expect(errors).toEqual([]);
     expect(vi.getTimerCount()).toBe(0);
+  });
+
+  test('a failed SYN-gate attach does not throw out of close(): the queue is swept without the gate, the report says so', async () => {
+    const { listener, handle, sink, errors, events } = await fakeListener();
+    handle.gateError = systemError('EPERM', 1, 'setsockopt');
+    listener.pause();
+    queue(handle, 2);
+    const closing = listener.close();
+    expect([handle.gated, handle.listening, handle.resetQueued]).toEqual([false, false, 0]);
+    expect(errors.map((error) => (error as { code?: string }).code)).toEqual(['EPERM']);
+    expect(sink.delivered.size).toBe(2);
+    for (const connection of [...sink.open]) connection.destroy();
+    const report = await closing;
+    expect(report).toMatchObject({ gated: false, queuedAtClose: 2, accepted: 2, served: 2 });
+    expect(events).toEqual(['draining', 'close']);
+  });
+
+  test('a long queue is swept in one step (nothing reset, new clients refused at once) but wrapped 128 at a time', async () => {
+    // Real immediates: one loop iteration apart.
+    vi.useRealTimers();
+    const sink = new FakeSink();
+    const { listener, handle } = await fakeListener(sink);
+    listener.pause();
+    queue(handle, 300);
+    const closing = listener.close();
+    expect(handle.listening).toBe(false);
+    expect(handle.resetQueued).toBe(0);
+    expect(handle.syn()).toBe('refused');
+    // All 300 are counted at once, 128 are delivered now, the rest on later iterations.
+    expect(listener.count).toBe(301);
+    const sizes = [sink.delivered.size];
+    for (let i = 0; i < 5 && sink.delivered.size < 300; i++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      sizes.push(sink.delivered.size);
+    }
+    expect(sizes).toEqual([128, 256, 300]);
+    expect([...sink.delivered.values()].every((draining) => draining)).toBe(true);
+    for (const connection of [...sink.open]) connection.destroy();
+    const report = await closing;
+    expect(report).toMatchObject({ queuedAtClose: 300, accepted: 300, served: 300 });
+    expect(sink.violations).toEqual([]);
+  });
+
+  test("a throwing 'error' listener in an accept batch strands nothing: the rest is delivered, the error rethrown on its own tick", async () => {
+    const sink = new FakeSink();
+    const { listener, handle, errors } = await fakeListener(sink);
+    listener.on('error', () => {
+      throw new Error("the 'error' listener threw");
+    });
+    queue(handle, 4);
+    sink.failWrap.add(handle.queue[1]!);
+    const ticks: (() => void)[] = [];
+    const spy = vi.spyOn(process, 'nextTick').mockImplementation(((callback: () => void) => {
+      ticks.push(callback);
+    }) as typeof process.nextTick);
+    try {
+      handle.poll();
+    } finally {
+      spy.mockRestore();
+    }
+    expect(errors.map((error) => (error as { code?: string }).code)).toEqual(['EMFILE']);
+    expect(ticks).toHaveLength(1);
+    expect(() => ticks[0]!()).toThrow("the 'error' listener threw");
+    expect(sink.delivered.size).toBe(3);
+    expect(listener.count).toBe(4);
+    expect(sink.violations).toEqual([]);
+  });
+});
+
+describe('ListenSocket.open without IPv6', () => {
+  test('no host: falls back to IPv4 as Node does; family: 6 does not', async () => {
+    const binding = new FakeBinding();
+    binding.openErrors.set(6, systemError('EAFNOSUPPORT', 97, 'socket'));
+    const socket = await ListenSocket.open({}, binding);
+    expect(binding.handles).toHaveLength(1);
+    socket.close();
+    await expect(ListenSocket.open({ family: 6 }, binding)).rejects.toMatchObject({ code: 'EAFNOSUPPORT' });
+    expect(binding.handles).toHaveLength(1);
   });
 });
