@@ -146,6 +146,15 @@ export class Http2Drain {
 
   #announce(session: http2.ServerHttp2Session, entry: Session): void {
     if (session.closed || session.destroyed) return;
+    // Sent through Node, so nghttp2 ignores every stream that arrives after
+    // it (session_allow_incoming_new_stream() is false once any GOAWAY is
+    // sent, except one from nghttp2_submit_shutdown_notice(), which Node does
+    // not expose). Writing the frame on the connection's socket instead
+    // aborts the process: the session is that stream's listener, so the
+    // write's completion reaches Http2Session::OnStreamAfterWrite, whose
+    // CHECK(is_write_in_progress()) fails — always over TLS (TLSWrap
+    // completes every write later, and CHECKs one write at a time), and over
+    // h2c whenever the write cannot complete at once (Node 20 and 24).
     session.goaway(http2.constants.NGHTTP2_NO_ERROR, ANNOUNCE_LAST_STREAM_ID);
     entry.phase = 'announced';
     let timer: NodeJS.Timeout | undefined;

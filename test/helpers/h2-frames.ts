@@ -129,6 +129,11 @@ export class H2FrameClient extends EventEmitter {
     return id;
   }
 
+  /** Acknowledges `ping` (with `acknowledgePings` false, the test decides when). */
+  acknowledgePing(ping: Frame): void {
+    this.socket.write(encodeFrame(FRAME.PING, ACK, 0, ping.payload));
+  }
+
   /** Resolves once `check` holds, tested on every frame and at end/close. */
   until(check: (client: H2FrameClient) => boolean, what: string): Promise<void> {
     return when(this, ['frame'], () => check(this), what);
