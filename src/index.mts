@@ -11,10 +11,13 @@ export type {
   Http2DrainStats,
   CloseOptions,
   CloseReport,
+  RetireOptions,
+  DrainReport,
   Connection,
   ConnectionSink,
   ListenerState,
   OpenOptions,
   Pending,
+  HandshakeRequest,
   ListenerErrorCode,
 } from './index.js';

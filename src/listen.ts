@@ -1,11 +1,12 @@
 import net from 'node:net';
 import { ListenerError, invalidArgType } from './core/errors.js';
 import { ListenSocket, type OpenOptions } from './core/listen-socket.js';
-import { dropNodeHandle, hasListenHandle, listeningFd } from './core/node-internals.js';
+import { listeningFd } from './core/node-internals.js';
 import { validateInteger, validateObject } from './core/validate.js';
 
 import { Listener } from './listener.js';
 import { ServerFeed, type DrainOptions } from './server/feed.js';
+import { ServerClaim, ServerTakeover } from './server/takeover.js';
 
 const MAX_MS = 2 ** 31 - 1;
 
@@ -17,27 +18,10 @@ export interface ListenOptions extends OpenOptions, DrainOptions {
   signal?: AbortSignal;
 }
 
-// Servers fed by a listener, or on their way to one: a second listen() must
-// fail even while the first is still resolving its host.
-const claimed = new WeakSet<net.Server>();
-
 function validateServer(server: unknown): asserts server is net.Server {
   if (!(server instanceof net.Server)) {
     throw invalidArgType('server', 'an instance of net.Server (net, tls, http, https or http2)', server);
   }
-}
-
-function claim(server: net.Server, adopting: boolean): void {
-  if (claimed.has(server)) {
-    throw new ListenerError('ERR_SERVER_ALREADY_LISTEN', 'This server is already fed by a graceful-listener');
-  }
-  if (!adopting && hasListenHandle(server)) {
-    throw new ListenerError(
-      'ERR_SERVER_ALREADY_LISTEN',
-      'This server already called server.listen(); use adopt(server) to take over its socket',
-    );
-  }
-  claimed.add(server);
 }
 
 function validateSignal(signal: unknown): AbortSignal | undefined {
@@ -68,40 +52,25 @@ function validateDrainOptions(options: DrainOptions): DrainOptions {
   return { onDrain: options.onDrain, http: options.http, http2: options.http2 };
 }
 
-// The close routes with no caller to hand the promise to (server.close(),
-// the signal) end here. A close aborted by resume() is the owner's decision,
-// not an error; the listener's close rejects for nothing else.
-function closeUnattended(listener: Listener<net.Socket>): void {
-  listener.close().catch((error: Error & { code?: string }) => {
-    if (error.code === 'ERR_CLOSE_ABORTED') return;
-    if (listener.listenerCount('error') > 0) listener.emit('error', error);
-    else process.emitWarning(error);
-  });
-}
-
+// In dependency order: the listener owns the socket, the takeover makes the
+// server believe it listened and routes its close to the listener, the feed
+// is the connection sink the listener serves.
 function start(
-  server: net.Server,
+  claim: ServerClaim,
   socket: ListenSocket,
   signal: AbortSignal | undefined,
   drain: DrainOptions,
-): Listener<net.Socket> {
-  let listener!: Listener<net.Socket>;
-  const feed = new ServerFeed(server, {
-    get fd() {
-      return socket.fd;
-    },
-    address: () => socket.address(),
-    close: () => closeUnattended(listener),
-    ref: (on) => listener.ref(on),
-  }, drain);
-  listener = new Listener(socket, feed);
-  listener.once('close', () => claimed.delete(server));
-  if (signal !== undefined) {
-    const onAbort = (): void => closeUnattended(listener);
-    signal.addEventListener('abort', onAbort, { once: true });
-    listener.once('close', () => signal.removeEventListener('abort', onAbort));
+): { listener: Listener<net.Socket>; takeover: ServerTakeover } {
+  const listener = new Listener<net.Socket>(socket);
+  let takeover: ServerTakeover;
+  try {
+    takeover = new ServerTakeover(claim, listener, signal);
+  } catch (error) {
+    socket.close();
+    throw error;
   }
-  return listener;
+  listener.serve(new ServerFeed(claim.server, takeover, drain));
+  return { listener, takeover };
 }
 
 /**
@@ -116,45 +85,21 @@ export async function listen(server: net.Server, options: ListenOptions = {}): P
   const signal = validateSignal(options.signal);
   const drain = validateDrainOptions(options);
   signal?.throwIfAborted();
-  claim(server, false);
-  // server.close() while the socket opens (a host name resolving) cancels
-  // the listen, as it cancels Node's own: it emits the server's 'close'.
-  let serverClosed = false;
-  const onServerClose = (): void => {
-    serverClosed = true;
-  };
-  server.once('close', onServerClose);
+  const claim = new ServerClaim(server, false);
   let socket: ListenSocket;
   try {
-    socket =
-      options.fd !== undefined
-        ? ListenSocket.adopt(options.fd)
-        : await ListenSocket.open(options);
+    socket = options.fd !== undefined ? ListenSocket.adopt(options.fd) : await ListenSocket.open(options);
   } catch (error) {
-    claimed.delete(server);
+    claim.release();
     throw error;
-  } finally {
-    server.removeListener('close', onServerClose);
   }
   if (signal?.aborted) {
-    claimed.delete(server);
+    claim.release();
     socket.close();
     signal.throwIfAborted();
   }
-  if (serverClosed) {
-    claimed.delete(server);
-    socket.close();
-    throw new ListenerError('ERR_SERVER_CLOSED', 'server.close() was called while listen(server) was opening its socket');
-  }
-  // server.listen() may have run while the socket was opening: its handle
-  // stays, ours would hide it (and leak it) if installed over it.
-  if (hasListenHandle(server)) {
-    claimed.delete(server);
-    socket.close();
-    throw new ListenerError('ERR_SERVER_ALREADY_LISTEN', 'server.listen() was called while listen(server) was opening its socket');
-  }
-  const listener = start(server, socket, signal, drain);
-  server.emit('listening');
+  const { listener, takeover } = start(claim, socket, signal, drain);
+  takeover.announce();
   return listener;
 }
 
@@ -176,14 +121,13 @@ export function adopt(server: net.Server, options: AdoptOptions = {}): Listener<
       'adopt(server) needs a server listening on a TCP port; use listen(server, options) otherwise',
     );
   }
-  claim(server, true);
+  const claim = new ServerClaim(server, true);
   let socket: ListenSocket;
   try {
     socket = ListenSocket.adopt(fd);
   } catch (error) {
-    claimed.delete(server);
+    claim.release();
     throw error;
   }
-  dropNodeHandle(server);
-  return start(server, socket, signal, drain);
+  return start(claim, socket, signal, drain).listener;
 }

@@ -1,42 +1,15 @@
+import fs from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { guarded } from './core/callout.js';
 import { ListenerError } from './core/errors.js';
 import type { HandshakeRequest, ListenSocket, Pending } from './core/listen-socket.js';
 import type { NativeAddress } from './core/native.js';
 import { validateInteger, validateObject } from './core/validate.js';
+import { DrainTally, Generation, type Connection, type ConnectionSink, type DrainReport } from './generation.js';
+
+export type { Connection, ConnectionSink, DrainReport } from './generation.js';
 
 export type ListenerState = 'accepting' | 'draining' | 'closed';
-
-/** A connection as the listener sees it: it only needs to know when it ends. */
-export interface Connection {
-  once(event: 'close', listener: () => void): unknown;
-  destroy(): void;
-}
-
-/**
- * Where accepted connections go: a Node server (see `server/feed.ts`) or a
- * test double. The listener owns counting and the drain; the sink owns the
- * protocol.
- */
-export interface ConnectionSink<C extends Connection = Connection> {
-  /** Makes a connection of an accepted fd, which it owns from then on. */
-  wrap(fd: number): C;
-  /** Hands the connection to the server; `draining` when a close is under way. */
-  deliver(connection: C, draining: boolean): void;
-  /**
-   * A close began (`true`, with the connections open at that moment) or was
-   * aborted by `resume()` (`false`).
-   */
-  draining(on: boolean, connections: Iterable<C>): void;
-  /** The deadline passed: end with FIN after reading what the peer sent. */
-  endGently(connection: C): void;
-  /** The listener is closed: detach from the server. */
-  closed(): void;
-  /** Connections the sink may not exceed, or `undefined` for no limit. */
-  limit(): number | undefined;
-  /** Per-protocol figures for the close report. */
-  stats?(): Record<string, unknown>;
-}
 
 /** Options for {@link Listener.close}. */
 export interface CloseOptions {
@@ -73,8 +46,8 @@ export interface CloseOptions {
   handshakeWait?: number;
 }
 
-/** What a close did. */
-export interface CloseReport {
+/** What a close did: the socket's phase 1, and every generation's connections. */
+export interface CloseReport extends DrainReport {
   /** Connections in the accept queue when `close()` began. */
   queuedAtClose: number;
   /** Handshakes in SYN_RECV when `close()` began. */
@@ -95,20 +68,21 @@ export interface CloseReport {
    * deadline and the socket was closed anyway (the kernel reset them).
    */
   queueLost: number;
-  /** Connections already open when `close()` began. */
-  openAtClose: number;
-  /** Connections accepted while draining: the queue, finished handshakes, stragglers. */
-  accepted: number;
-  /** Connections that finished on their own while draining. */
-  served: number;
-  /** Connections ended gently at `timeout`. */
-  ended: number;
-  /** Connections destroyed at `timeout + forceTimeout`. */
-  destroyed: number;
-  /** Milliseconds from `close()` to `'close'`. */
-  durationMs: number;
-  /** What the protocol drains did (HTTP/1.1 `Connection: close`, HTTP/2 GOAWAY, drain hooks). */
-  protocol?: Record<string, unknown>;
+}
+
+/** Options for {@link Listener.replace}. */
+export interface RetireOptions {
+  /**
+   * Milliseconds until the replaced generation's connections still open are
+   * ended gently.
+   * @default 30000
+   */
+  timeout?: number;
+  /**
+   * Milliseconds after `timeout` until they are destroyed.
+   * @default 5000
+   */
+  forceTimeout?: number;
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -138,37 +112,48 @@ const EDGES: Record<ListenerState, readonly ListenerState[]> = {
  * Phase 1, step by step. `handshakes`: handshakes in SYN_RECV may still
  * complete into the queue. `overflow`: the queue was full at the close, so
  * clients the kernel knows nothing of may still get in; wait for a quiet
- * window. `sweeping`: accept in batches until at most one batch is queued,
- * sweep and shut down in one step. `swept`: phase 2 may run.
+ * window. `sweeping`: accept until EAGAIN and shut down in one step, retried
+ * while accept(2) fails. `swept`: phase 2 may run.
  */
 type DrainPhase = 'handshakes' | 'overflow' | 'sweeping' | 'swept';
 
 /** What accept(2) is armed for: nothing, no limit, or at most that many connections. */
 type Arming = 'off' | 'unlimited' | number;
 
+/** The listener's close under way. */
 interface Drain {
   readonly promise: Promise<CloseReport>;
   readonly resolve: (report: CloseReport) => void;
   readonly reject: (error: Error) => void;
-  readonly report: CloseReport;
-  readonly started: number;
+  /** The socket's side of the report; the connections' side is the tally's. */
+  readonly socketReport: Omit<CloseReport, keyof DrainReport>;
+  readonly tally: DrainTally;
   phase: DrainPhase;
   /** The queue was full at the close and no quiet `overflowWindow` has passed yet. */
   overflowed: boolean;
   readonly overflowWindow: number;
   /** Handshakes seen in SYN_RECV, by key: when one still there stops being worth waiting for. */
   readonly handshakes: Map<string, number>;
-  /** Connections the drain ended or destroyed (not counted as served). */
-  readonly cut: WeakSet<object>;
   readonly timers: NodeJS.Timeout[];
   /** The one pending look of phase 1 (handshakes, overflow window, sweep retry). */
   next: NodeJS.Timeout | undefined;
+}
+
+function validateDeadlines(options: { timeout?: number; forceTimeout?: number }): { timeout: number; forceTimeout: number } {
+  return {
+    timeout: validateInteger('options.timeout', options.timeout ?? DEFAULT_TIMEOUT_MS, 0, MAX_TIMEOUT_MS),
+    forceTimeout: validateInteger('options.forceTimeout', options.forceTimeout ?? DEFAULT_FORCE_TIMEOUT_MS, 0, MAX_TIMEOUT_MS),
+  };
 }
 
 /**
  * A listening socket feeding a server, closed in two phases: phase 1 stops new
  * SYNs, accepts what the kernel already queued and shuts the socket down with
  * the queue empty; phase 2 closes the fd when the last connection is released.
+ *
+ * The socket feeds one current generation (a sink: a Node server and its
+ * protocol drains); `replace()` makes a new one current while the previous
+ * one drains on its own, and the socket is never touched.
  *
  * Events: `'connection'` (each accepted connection, before the server sees it),
  * `'draining'`, `'accepting'` (a drain aborted by `resume()`), `'close'` (once),
@@ -177,8 +162,9 @@ interface Drain {
  */
 export class Listener<C extends Connection = Connection> extends EventEmitter {
   readonly #socket: ListenSocket;
-  readonly #sink: ConnectionSink<C>;
-  readonly #connections = new Set<C>();
+  #current: Generation<C> | undefined;
+  // The current generation and the replaced ones still draining.
+  readonly #generations = new Set<Generation<C>>();
   // Counted connections of the batch being admitted that the sink has not been
   // handed yet. A drain that starts meanwhile (a close() from a handler) does
   // not own them: the accept path delivers them in draining mode.
@@ -193,12 +179,15 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   // The promise of the close that reached (or is reaching) 'closed'.
   #closing: Promise<CloseReport> | undefined;
 
-  constructor(socket: ListenSocket, sink: ConnectionSink<C>) {
+  /**
+   * Takes over `socket`. With `sink`, it is served at once; otherwise accept
+   * is armed by {@link Listener.serve}.
+   */
+  constructor(socket: ListenSocket, sink?: ConnectionSink<C>) {
     super();
     this.#socket = socket;
-    this.#sink = sink;
     socket.on('error', (error: Error) => this.#emitError(error));
-    this.#updateArming();
+    if (sink !== undefined) this.serve(sink);
   }
 
   /** `'accepting'`, `'draining'` (close under way) or `'closed'`. */
@@ -208,10 +197,11 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
 
   /**
    * NGINX Unit's `lev->count`: 1 for the listener itself plus each accepted
-   * connection not yet closed (TLS handshakes included); 0 once closed.
+   * connection not yet closed (TLS handshakes included), of every
+   * generation; 0 once closed.
    */
   get count(): number {
-    return this.#state === 'closed' ? 0 : 1 + this.#connections.size + this.#unwrapped.length;
+    return this.#state === 'closed' ? 0 : 1 + this.#openConnections() + this.#unwrapped.length;
   }
 
   /** Whether `pause()` is in force. */
@@ -235,6 +225,39 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     return this.#socket.fd;
   }
 
+  /** Starts feeding `sink`, the first generation: accept is armed. */
+  serve(sink: ConnectionSink<C>): void {
+    this.#assertNotClosed('serve');
+    if (this.#current !== undefined) {
+      throw new ListenerError('ERR_LISTENER_SERVING', 'The listener already feeds a server; use replace()');
+    }
+    this.#current = new Generation(sink);
+    this.#generations.add(this.#current);
+    this.#updateArming();
+  }
+
+  /**
+   * From the next accepted connection on, the socket feeds `sink`. The
+   * previous generation drains as in a close — its sink in draining mode,
+   * ended gently at `timeout`, destroyed at `timeout + forceTimeout` — and is
+   * closed when its last connection is gone; the socket is never gated,
+   * swept or shut down. Resolves with the replaced generation's report.
+   */
+  replace(sink: ConnectionSink<C>, options: RetireOptions = {}): Promise<DrainReport> {
+    this.#assertNotClosed('replace');
+    if (this.#drain !== undefined) {
+      throw new ListenerError('ERR_LISTENER_DRAINING', 'Cannot replace: the listener is closing');
+    }
+    validateObject('options', options);
+    const { timeout, forceTimeout } = validateDeadlines(options);
+    const previous = this.#current;
+    this.#current = new Generation(sink);
+    this.#generations.add(this.#current);
+    this.#updateArming();
+    if (previous === undefined) return Promise.resolve(new DrainTally(0).report);
+    return this.#retire(previous, timeout, forceTimeout);
+  }
+
   /** Stops accepting; the fd stays open and clients wait in the kernel queue. */
   pause(): void {
     this.#assertNotClosed('pause');
@@ -246,6 +269,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
    * Accepts again after `pause()`. While draining, aborts the drain: the SYN
    * gate opens, the socket listens again and the state returns to
    * `'accepting'`; the pending `close()` rejects with `ERR_CLOSE_ABORTED`.
+   * Replaced generations go on draining.
    */
   resume(): void {
     this.#assertNotClosed('resume');
@@ -257,14 +281,14 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       this.#drain = undefined;
       this.#closing = undefined;
       this.#clearTimers(drain);
-      if (drain.report.gated) {
+      if (drain.socketReport.gated) {
         try {
           this.#socket.gate(false);
         } catch (error) {
           this.#emitError(error as Error);
         }
       }
-      guarded(() => this.#sink.draining(false, this.#connections));
+      this.#current?.stopDraining();
       drain.reject(new ListenerError('ERR_CLOSE_ABORTED', 'The close was aborted by resume()'));
       this.#transition('accepting');
     }
@@ -281,19 +305,13 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
    * the kernel already queued (and handshakes already in SYN_RECV) is accepted
    * and served in draining mode, then the socket is shut down with its queue
    * empty, so no client whose handshake completed is reset. Phase 2: the fd is
-   * closed when the last connection is released. Every call returns the same
-   * promise; it settles before `'close'` is emitted.
+   * closed when the last connection of every generation is released. Every
+   * call returns the same promise; it settles before `'close'` is emitted.
    */
   close(options: CloseOptions = {}): Promise<CloseReport> {
     if (this.#closing !== undefined) return this.#closing;
     validateObject('options', options);
-    const timeout = validateInteger('options.timeout', options.timeout ?? DEFAULT_TIMEOUT_MS, 0, MAX_TIMEOUT_MS);
-    const forceTimeout = validateInteger(
-      'options.forceTimeout',
-      options.forceTimeout ?? DEFAULT_FORCE_TIMEOUT_MS,
-      0,
-      MAX_TIMEOUT_MS,
-    );
+    const { timeout, forceTimeout } = validateDeadlines(options);
     const overflowWindow = validateInteger(
       'options.overflowWindow',
       options.overflowWindow ?? DEFAULT_OVERFLOW_WINDOW_MS,
@@ -306,43 +324,59 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       0,
       MAX_TIMEOUT_MS,
     );
+    return this.#startDrain({ timeout, forceTimeout, overflowWindow, handshakeWait });
+  }
 
-    const drain = this.#newDrain(overflowWindow);
+  /**
+   * The abrupt close (undici's `destroy()`): no handshake is waited for, the
+   * queue is swept and every connection of every generation destroyed now;
+   * the fd closes once they are gone. A close under way is cut short. Every
+   * call returns the same promise as `close()`.
+   */
+  destroy(): Promise<CloseReport> {
+    const promise = this.#closing ?? this.#startDrain({ timeout: 0, forceTimeout: 0, overflowWindow: 0, handshakeWait: 0 });
+    const drain = this.#drain;
+    if (drain !== undefined) this.#forceDeadline(drain);
+    return promise;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#state !== 'closed') await this.close();
+  }
+
+  #startDrain(options: { timeout: number; forceTimeout: number; overflowWindow: number; handshakeWait: number }): Promise<CloseReport> {
+    const drain = this.#newDrain(options.overflowWindow);
     this.#drain = drain;
     this.#closing = drain.promise;
     // The deadlines exist before any user code runs: whatever it does, the
     // close ends by them.
     drain.timers.push(
-      setTimeout(() => this.#deadline(drain), timeout),
-      setTimeout(() => this.#forceDeadline(drain), timeout + forceTimeout),
-      setTimeout(() => this.#endWaits(drain), handshakeWait),
+      setTimeout(() => this.#deadline(drain), options.timeout),
+      setTimeout(() => this.#forceDeadline(drain), options.timeout + options.forceTimeout),
+      setTimeout(() => this.#endWaits(drain), options.handshakeWait),
     );
     // The gate goes on before anything slow: from here no new SYN enters the queue.
     try {
       this.#socket.gate(true);
-      drain.report.gated = true;
+      drain.socketReport.gated = true;
     } catch (error) {
       this.#emitError(error as Error);
     }
     const { queued, backlog } = this.#socket.pending();
-    drain.report.queuedAtClose = queued;
-    drain.overflowed = queued >= backlog && overflowWindow > 0;
-    const open = [...this.#connections].filter((connection) => !this.#undelivered.has(connection));
-    drain.report.openAtClose = this.#connections.size + this.#unwrapped.length;
+    drain.socketReport.queuedAtClose = queued;
+    drain.overflowed = queued >= backlog && options.overflowWindow > 0;
     const firstLook = this.#handshakesToWaitFor(drain);
-    drain.report.handshakingAtClose = drain.handshakes.size;
+    drain.socketReport.handshakingAtClose = drain.handshakes.size;
 
     this.#transition('draining');
-    // A 'draining' listener may have called resume() (or destroyed everything).
+    // A 'draining' listener may have called resume() (or destroy()).
     if (!this.#isCurrent(drain)) return drain.promise;
-    guarded(() => this.#sink.draining(true, open));
-    if (!this.#isCurrent(drain)) return drain.promise;
+    for (const generation of [...this.#generations]) {
+      generation.startDraining([...generation.connections].filter((connection) => !this.#undelivered.has(connection)));
+      if (!this.#isCurrent(drain)) return drain.promise;
+    }
     this.#waitForHandshakes(drain, firstLook);
     return drain.promise;
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    if (this.#state !== 'closed') await this.close();
   }
 
   #newDrain(overflowWindow: number): Drain {
@@ -356,27 +390,14 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       promise,
       resolve,
       reject,
-      started: performance.now(),
+      socketReport: { queuedAtClose: 0, handshakingAtClose: 0, handshakesAbandoned: 0, gated: false, queueLost: 0 },
+      tally: new DrainTally(this.#openConnections() + this.#unwrapped.length),
       phase: 'handshakes',
       overflowed: false,
       overflowWindow,
       handshakes: new Map(),
-      cut: new WeakSet(),
       timers: [],
       next: undefined,
-      report: {
-        queuedAtClose: 0,
-        handshakingAtClose: 0,
-        handshakesAbandoned: 0,
-        gated: false,
-        queueLost: 0,
-        openAtClose: 0,
-        accepted: 0,
-        served: 0,
-        ended: 0,
-        destroyed: 0,
-        durationMs: 0,
-      },
     };
   }
 
@@ -436,7 +457,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       }
       if (giveUpAt > now) next = Math.min(next ?? HANDSHAKE_RECHECK_MS, giveUpAt - now);
     }
-    if (next === undefined) drain.report.handshakesAbandoned = requests.length;
+    if (next === undefined) drain.socketReport.handshakesAbandoned = requests.length;
     return next === undefined ? undefined : Math.max(1, Math.ceil(next));
   }
 
@@ -445,10 +466,10 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   #awaitOverflowQuiet(drain: Drain): void {
     drain.phase = 'overflow';
     this.#updateArming();
-    const acceptedAtMark = drain.report.accepted;
+    const acceptedAtMark = drain.tally.report.accepted;
     this.#schedule(drain, drain.overflowWindow, () => {
       if (drain.phase !== 'overflow') return;
-      if (drain.report.accepted === acceptedAtMark) drain.overflowed = false;
+      if (drain.tally.report.accepted === acceptedAtMark) drain.overflowed = false;
       drain.phase = 'handshakes';
       this.#waitForHandshakes(drain, this.#handshakesToWaitFor(drain));
     });
@@ -458,7 +479,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   #endWaits(drain: Drain): void {
     if (!this.#isCurrent(drain) || (drain.phase !== 'handshakes' && drain.phase !== 'overflow')) return;
     drain.overflowed = false;
-    drain.report.handshakesAbandoned = this.#handshakesLeft();
+    drain.socketReport.handshakesAbandoned = this.#handshakesLeft();
     this.#sweep(drain);
   }
 
@@ -503,10 +524,8 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     // Handshakes that never completed cannot wait any longer.
     this.#endWaits(drain);
     this.#wrapAll();
-    for (const connection of this.#connections) {
-      drain.report.ended++;
-      drain.cut.add(connection);
-      guarded(() => this.#sink.endGently(connection));
+    for (const generation of this.#generations) {
+      for (const connection of generation.connections) this.#cut(connection, generation, 'ended');
     }
   }
 
@@ -515,19 +534,60 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     if (drain.phase !== 'swept') {
       // accept(2) kept failing: what is still queued cannot be accepted, and
       // the close must end. Closing the socket resets it; the report says so.
+      this.#endWaits(drain);
+    }
+    if (drain.phase !== 'swept') {
       clearTimeout(drain.next);
       drain.phase = 'swept';
-      drain.report.queueLost = this.#socket.pending().queued;
+      drain.socketReport.queueLost = this.#socket.pending().queued;
       this.#arming = 'off';
       this.#socket.disarm();
     }
     this.#wrapAll();
-    for (const connection of this.#connections) {
-      drain.report.destroyed++;
-      drain.cut.add(connection);
-      guarded(() => connection.destroy());
+    for (const generation of this.#generations) {
+      for (const connection of generation.connections) this.#cut(connection, generation, 'destroyed');
     }
     this.#maybeFinish();
+  }
+
+  // The deadline of the listener's close or of a generation's retirement
+  // cuts a connection: each drain that counts it records how.
+  #cut(connection: C, generation: Generation<C>, how: 'ended' | 'destroyed'): void {
+    this.#drain?.tally[how](connection);
+    generation.retirement?.tally[how](connection);
+    if (how === 'ended') generation.endGently(connection);
+    else guarded(() => connection.destroy());
+  }
+
+  // A replaced generation drains on its own deadlines; it closes with its
+  // last connection.
+  #retire(generation: Generation<C>, timeout: number, forceTimeout: number): Promise<DrainReport> {
+    let resolve!: (report: DrainReport) => void;
+    const promise = new Promise<DrainReport>((res) => (resolve = res));
+    const tally = new DrainTally(generation.connections.size);
+    const timers = [
+      setTimeout(() => {
+        for (const connection of generation.connections) this.#cut(connection, generation, 'ended');
+      }, timeout),
+      setTimeout(() => {
+        for (const connection of generation.connections) this.#cut(connection, generation, 'destroyed');
+      }, timeout + forceTimeout),
+    ];
+    generation.retirement = { tally, promise, resolve, timers };
+    generation.startDraining([...generation.connections].filter((connection) => !this.#undelivered.has(connection)));
+    this.#maybeFinishRetirement(generation);
+    return promise;
+  }
+
+  #maybeFinishRetirement(generation: Generation<C>): void {
+    const retirement = generation.retirement;
+    if (retirement === undefined || generation.connections.size > 0 || generation.closed) return;
+    for (const timer of retirement.timers) clearTimeout(timer);
+    this.#generations.delete(generation);
+    const protocol = generation.stats();
+    generation.close();
+    retirement.tally.finish(protocol);
+    retirement.resolve(retirement.tally.report);
   }
 
   #onAccept = (fds: number[]): void => {
@@ -539,26 +599,34 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   // wrapped and delivered now, or in a later batch.
   #admit(fds: number[]): void {
     if (fds.length === 0) return;
-    const drain = this.#drain;
-    if (drain !== undefined) drain.report.accepted += fds.length;
+    if (this.#drain !== undefined) this.#drain.tally.report.accepted += fds.length;
     for (const fd of fds) this.#unwrapped.push(fd);
     this.#wrapBatch();
   }
 
   #wrapBatch(): void {
+    const generation = this.#current;
+    const fds = this.#unwrapped.splice(0, WRAP_BATCH);
+    if (generation === undefined) {
+      // Swept by a close before anything was served: there is no server to
+      // hand them to.
+      for (const fd of fds) fs.closeSync(fd);
+      this.#maybeFinish();
+      return;
+    }
     // Every fd of the batch becomes a counted connection before any user code runs.
     const admitted: C[] = [];
-    for (const fd of this.#unwrapped.splice(0, WRAP_BATCH)) {
+    for (const fd of fds) {
       let connection: C;
       try {
-        connection = this.#sink.wrap(fd);
+        connection = generation.sink.wrap(fd);
       } catch (error) {
         this.#emitError(error as Error);
         continue;
       }
-      this.#connections.add(connection);
+      generation.connections.add(connection);
       this.#undelivered.add(connection);
-      connection.once('close', () => this.#release(connection));
+      connection.once('close', () => this.#release(connection, generation));
       admitted.push(connection);
     }
     if (this.#unwrapped.length > 0 && !this.#wrapScheduled) {
@@ -573,7 +641,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       // Asked for each connection, after the listener's own event: a close()
       // from a handler earlier in the batch makes the rest of it stragglers.
       this.#undelivered.delete(connection);
-      guarded(() => this.#sink.deliver(connection, this.#drain !== undefined));
+      guarded(() => generation.sink.deliver(connection, generation.draining));
     }
     // A wrap that failed (EMFILE making the socket) may have released the last one.
     if (admitted.length === 0) this.#maybeFinish();
@@ -583,34 +651,44 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     while (this.#unwrapped.length > 0) this.#wrapBatch();
   }
 
-  #release(connection: C): void {
-    if (!this.#connections.delete(connection)) return;
+  #release(connection: C, generation: Generation<C>): void {
+    if (!generation.connections.delete(connection)) return;
     this.#undelivered.delete(connection);
-    const drain = this.#drain;
-    if (drain !== undefined) {
-      if (!drain.cut.has(connection)) drain.report.served++;
-      this.#maybeFinish();
-    } else if (this.#state === 'accepting') {
-      this.#updateArming();
-    }
+    this.#drain?.tally.released(connection);
+    generation.retirement?.tally.released(connection);
+    this.#maybeFinishRetirement(generation);
+    if (this.#drain !== undefined) this.#maybeFinish();
+    else if (this.#state === 'accepting') this.#updateArming();
+  }
+
+  #openConnections(): number {
+    let open = 0;
+    for (const generation of this.#generations) open += generation.connections.size;
+    return open;
   }
 
   // Phase 2: the release of the last connection closes the fd.
   #maybeFinish(): void {
     const drain = this.#drain;
     if (drain === undefined || drain.phase !== 'swept') return;
-    if (this.#connections.size > 0 || this.#unwrapped.length > 0) return;
+    if (this.#openConnections() > 0 || this.#unwrapped.length > 0) return;
     this.#drain = undefined;
     this.#clearTimers(drain);
     this.#arming = 'off';
     this.#socket.close();
-    guarded(() => this.#sink.closed());
-    drain.report.durationMs = performance.now() - drain.started;
-    guarded(() => {
-      const protocol = this.#sink.stats?.();
-      if (protocol !== undefined) drain.report.protocol = protocol;
-    });
-    this.#transition('closed', () => drain.resolve(drain.report));
+    let protocol: Record<string, unknown> | undefined;
+    for (const generation of this.#generations) {
+      if (generation.retirement !== undefined) {
+        this.#maybeFinishRetirement(generation);
+        continue;
+      }
+      protocol = generation.stats();
+      generation.close();
+    }
+    this.#generations.clear();
+    drain.tally.finish(protocol);
+    const report: CloseReport = { ...drain.socketReport, ...drain.tally.report };
+    this.#transition('closed', () => drain.resolve(report));
   }
 
   #clearTimers(drain: Drain): void {
@@ -619,16 +697,18 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     drain.next = undefined;
   }
 
-  // Armed while accepting (unless paused, or the server's connection limit is
-  // reached: then clients wait in the kernel queue instead of being dropped),
-  // and while draining until the sweep, whatever the limit; never after.
+  // Armed while accepting (unless paused, or the current server's connection
+  // limit is reached: then clients wait in the kernel queue instead of being
+  // dropped), and while draining until the sweep, whatever the limit; never
+  // after.
   #wantedArming(): Arming {
     const drain = this.#drain;
     if (drain !== undefined) return drain.phase === 'swept' ? 'off' : 'unlimited';
-    if (this.#state !== 'accepting' || this.#paused) return 'off';
-    const limit = this.#sink.limit();
+    const current = this.#current;
+    if (this.#state !== 'accepting' || this.#paused || current === undefined) return 'off';
+    const limit = current.sink.limit();
     if (limit === undefined) return 'unlimited';
-    const room = limit - this.#connections.size;
+    const room = limit - current.connections.size;
     return room > 0 ? room : 'off';
   }
 

@@ -1,6 +1,8 @@
 /** Stable codes for lifecycle errors; system errors keep Node's own codes. */
 export type ListenerErrorCode =
   | 'ERR_LISTENER_CLOSED'
+  | 'ERR_LISTENER_DRAINING'
+  | 'ERR_LISTENER_SERVING'
   | 'ERR_CLOSE_ABORTED'
   | 'ERR_SERVER_ALREADY_LISTEN'
   | 'ERR_SERVER_NOT_LISTENING'

@@ -10,7 +10,7 @@ import tls from 'node:tls';
 const netServerSocket = diagnosticsChannel.channel('net.server.socket');
 
 /** What `net.Server` calls on `server._handle` (lib/net.js). */
-export interface ListenHandle {
+export interface ServerHandle {
   readonly fd: number;
   getsockname(out: Record<string, unknown>): number;
   /**
@@ -25,7 +25,7 @@ export interface ListenHandle {
 }
 
 interface ServerInternals {
-  _handle?: (Partial<ListenHandle> & { fd?: number }) | null;
+  _handle?: (Partial<ServerHandle> & { fd?: number }) | null;
   _connectionKey?: string;
   _listeningId?: number;
   _connections: number;
@@ -73,7 +73,7 @@ export function dropNodeHandle(server: net.Server): void {
  * `server.listen()`; `_connectionKey` has the `family:address:port` shape
  * that `setupListenHandle` gives it.
  */
-export function installListenHandle(server: net.Server, handle: ListenHandle, key: string): void {
+export function installListenHandle(server: net.Server, handle: ServerHandle, key: string): void {
   const s = internals(server);
   s._handle = handle as ServerInternals['_handle'];
   s._connectionKey = key;
@@ -89,7 +89,7 @@ export function installListenHandle(server: net.Server, handle: ListenHandle, ke
  * server's `'close'` once its connections are gone, as `Server.close` does
  * after `_handle = null` (`_emitCloseIfDrained`).
  */
-export function removeListenHandle(server: net.Server, handle: ListenHandle): void {
+export function removeListenHandle(server: net.Server, handle: ServerHandle): void {
   const s = internals(server);
   if (s._handle !== handle) return;
   s._handle = null;

@@ -2,23 +2,11 @@ import fs from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { guarded } from '../core/callout.js';
-import {
-  acceptedSocketOptions,
-  emitConnection,
-  holdServerOpen,
-  installListenHandle,
-  isBlocked,
-  rawSocketOf,
-  releaseServerHold,
-  removeListenHandle,
-  skipHttpPreClose,
-  stopConnectionsChecking,
-  type ListenHandle,
-} from '../core/node-internals.js';
-import type { NativeAddress } from '../core/native.js';
-import type { ConnectionSink } from '../listener.js';
+import { acceptedSocketOptions, emitConnection, isBlocked, rawSocketOf } from '../core/node-internals.js';
+import type { ConnectionSink } from '../generation.js';
 import { HttpDrain, isHttp2Server, speaksHttp1, type HttpDrainOptions } from './http-drain.js';
 import { Http2Drain, type Http2DrainOptions } from './http2-drain.js';
+import type { ServerTakeover } from './takeover.js';
 
 /** How a server's connections are drained. */
 export interface DrainOptions {
@@ -41,30 +29,19 @@ export interface DrainOptions {
   http2?: Http2DrainOptions;
 }
 
-/** What the feed needs from the listener that owns it. */
-export interface FeedOwner {
-  readonly fd: number;
-  address(): NativeAddress;
-  /** Starts the listener's close; a rejected close is the owner's to handle. */
-  close(): void;
-  ref(on: boolean): void;
-}
-
 /**
- * Feeds accepted fds to a Node server (net, tls, http, https, http2) as if the
- * server had listened itself: the same socket options, connection counting,
- * `'listening'`, `server.address()`, `server.listening`, and `server.close()`
- * routed to the listener's two-phase close.
+ * The connection sink of a Node server (net, tls, http, https, http2): wraps
+ * accepted fds as Node's accept path does (socket options, connection
+ * counting, `'connection'`), and drains them by protocol — the HTTP/1.1 and
+ * HTTP/2 drains, and the `onDrain` hook for connections no protocol owns.
+ * The server's own state is the takeover's.
  */
 export class ServerFeed implements ConnectionSink<net.Socket> {
   readonly #server: net.Server;
   readonly #http: HttpDrain | undefined;
   readonly #http2: Http2Drain | undefined;
   readonly #onDrain: ((socket: net.Socket) => void) | undefined;
-  readonly #handle: ListenHandle;
-  // server.close() closed the handle: Node drops `_handle` and emits the
-  // server's 'close' itself (see ListenHandle.close), so closed() must not.
-  #closedByServer = false;
+  readonly #takeover: ServerTakeover;
   // Connections no protocol drain owns, by their raw socket.
   readonly #hooked = new WeakSet<net.Socket>();
   readonly #upgraded = new WeakSet<net.Socket>();
@@ -90,7 +67,7 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
   // A socket taken over by 'upgrade' or 'connect' (a CONNECT tunnel) leaves
   // the HTTP machinery: the drain hook and the deadline own it, never the
   // HTTP drain's quiet window.
-  readonly #onTakeover = (request: { socket: net.Socket }): void => {
+  readonly #onHandOff = (request: { socket: net.Socket }): void => {
     this.#http?.forget(request.socket);
     const raw = rawSocketOf(request.socket) ?? request.socket;
     this.#upgraded.add(raw);
@@ -100,29 +77,28 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
   // listeners for it (a CONNECT without one is destroyed), so ours is
   // attached only beside at least one of the user's.
   readonly #watching = new Set<'upgrade' | 'connect'>();
-  readonly #syncTakeoverWatch = (): void => {
+  readonly #syncHandOffWatch = (): void => {
     for (const event of ['upgrade', 'connect'] as const) {
       const watching = this.#watching.has(event);
       const users = this.#server.listenerCount(event) - (watching ? 1 : 0);
       if (users > 0 && !watching) {
         this.#watching.add(event);
-        this.#server.prependListener(event, this.#onTakeover);
+        this.#server.prependListener(event, this.#onHandOff);
       } else if (users === 0 && watching) {
         // Keep watching: a listener the user adds later is followed again.
         this.#watching.delete(event);
-        this.#server.removeListener(event, this.#onTakeover);
+        this.#server.removeListener(event, this.#onHandOff);
       }
     }
   };
   readonly #onListenerChange = (event: string | symbol): void => {
     // 'newListener' fires before the listener is added: look once it is.
-    if (event === 'upgrade' || event === 'connect') queueMicrotask(this.#syncTakeoverWatch);
+    if (event === 'upgrade' || event === 'connect') queueMicrotask(this.#syncHandOffWatch);
   };
-  readonly #undoCloseRoute: () => void;
-  readonly #connectionKey: string;
 
-  constructor(server: net.Server, owner: FeedOwner, options: DrainOptions = {}) {
+  constructor(server: net.Server, takeover: ServerTakeover, options: DrainOptions = {}) {
     this.#server = server;
+    this.#takeover = takeover;
     this.#http = speaksHttp1(server) ? new HttpDrain(server, options.http) : undefined;
     this.#http2 = isHttp2Server(server) ? new Http2Drain(server, options.http2) : undefined;
     this.#onDrain = options.onDrain;
@@ -133,33 +109,8 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
     if (this.#http !== undefined) {
       server.on('newListener', this.#onListenerChange);
       server.on('removeListener', this.#onListenerChange);
-      this.#syncTakeoverWatch();
+      this.#syncHandOffWatch();
     }
-    this.#handle = {
-      get fd() {
-        return owner.fd;
-      },
-      getsockname(out) {
-        Object.assign(out, owner.address());
-        return 0;
-      },
-      // server.close() lands here: the same two-phase close as listener.close().
-      close: () => {
-        this.#closedByServer = true;
-        holdServerOpen(server);
-        owner.close();
-      },
-      ref() {
-        owner.ref(true);
-      },
-      unref() {
-        owner.ref(false);
-      },
-    };
-    const { address, family, port } = owner.address();
-    this.#connectionKey = `${family === 'IPv6' ? 6 : 4}:${address}:${port}`;
-    installListenHandle(server, this.#handle, this.#connectionKey);
-    this.#undoCloseRoute = skipHttpPreClose(server);
   }
 
   wrap(fd: number): net.Socket {
@@ -196,13 +147,7 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
     if (!on) {
       this.#http?.stop();
       this.#http2?.stop();
-      // A close that server.close() started was aborted by resume(): the
-      // server listens again, as far as Node can tell.
-      if (this.#closedByServer) {
-        this.#closedByServer = false;
-        installListenHandle(this.#server, this.#handle, this.#connectionKey);
-        releaseServerHold(this.#server);
-      }
+      this.#takeover.resumed();
       return;
     }
     this.#http?.start();
@@ -255,13 +200,10 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
     this.#http2?.dispose();
     this.#server.removeListener('newListener', this.#onListenerChange);
     this.#server.removeListener('removeListener', this.#onListenerChange);
-    this.#server.removeListener('upgrade', this.#onTakeover);
-    this.#server.removeListener('connect', this.#onTakeover);
+    this.#server.removeListener('upgrade', this.#onHandOff);
+    this.#server.removeListener('connect', this.#onHandOff);
     this.#server.removeListener('secureConnection', this.#onSecure);
     this.#server.removeListener('secureConnection', this.#onHandshakeDone);
-    this.#undoCloseRoute();
-    stopConnectionsChecking(this.#server);
-    if (this.#closedByServer) releaseServerHold(this.#server);
-    else removeListenHandle(this.#server, this.#handle);
+    this.#takeover.release();
   }
 }
