@@ -1,7 +1,8 @@
 // Every touch of Node's private server/socket internals lives here, each with
 // the Node behaviour it mirrors, so a Node upgrade has one file to check. The
-// parity tests run on Node 20 and Node 24.
+// parity tests run on Node 20, 22 and 24.
 import diagnosticsChannel from 'node:diagnostics_channel';
+import type http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 
@@ -220,4 +221,19 @@ export function isBlocked(server: net.Server, socket: net.Socket): boolean {
 export function rawSocketOf(tlsSocket: net.Socket): net.Socket | undefined {
   const parent = (tlsSocket as unknown as { _parent?: unknown })._parent;
   return parent != null && typeof parent === 'object' ? (parent as net.Socket) : undefined;
+}
+
+/**
+ * Whether Node keeps the connection open after this response. It is
+ * lib/_http_outgoing.js `shouldKeepAlive`, which `_storeHeader` reads when
+ * the head is written: set to false, Node sends `Connection: close` and ends
+ * the connection after the response (lib/_http_server.js `resOnFinish`).
+ */
+export function keepsAlive(response: http.ServerResponse): boolean {
+  return (response as unknown as { shouldKeepAlive: boolean }).shouldKeepAlive;
+}
+
+/** Sets whether Node keeps the connection open after this response (see {@link keepsAlive}). */
+export function setKeepAlive(response: http.ServerResponse, on: boolean): void {
+  (response as unknown as { shouldKeepAlive: boolean }).shouldKeepAlive = on;
 }

@@ -2,6 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
+import { keepsAlive, setKeepAlive } from '../core/node-internals.js';
 
 /** Options of the HTTP/1.1 drain. */
 export interface HttpDrainOptions {
@@ -109,7 +110,7 @@ export class HttpDrain {
       owner.latest = response;
       if (previous !== undefined && this.#closing.has(previous) && !previous.headersSent) {
         this.#closing.delete(previous);
-        previous.shouldKeepAlive = true;
+        setKeepAlive(previous, true);
         this.#stats.closedAfterResponse--;
       }
     }
@@ -166,8 +167,8 @@ export class HttpDrain {
   }
 
   #closeAfter(response: http.ServerResponse): void {
-    if (response.headersSent || !response.shouldKeepAlive) return;
-    response.shouldKeepAlive = false;
+    if (response.headersSent || !keepsAlive(response)) return;
+    setKeepAlive(response, false);
     this.#closing.add(response);
     this.#stats.closedAfterResponse++;
   }
