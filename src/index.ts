@@ -4,6 +4,8 @@ export type { DrainOptions } from './server/feed.js';
 export type { HttpDrainOptions, HttpDrainStats } from './server/http-drain.js';
 export type { Http2DrainOptions, Http2DrainStats } from './server/http2-drain.js';
 export { Listener } from './listener.js';
+export { ServerListener } from './server/server-listener.js';
+export type { ReplaceOptions } from './server/server-listener.js';
 export type { CloseOptions, CloseReport, RetireOptions, ListenerState } from './listener.js';
 export type { Connection, ConnectionSink, DrainReport } from './generation.js';
 export { ListenSocket } from './core/listen-socket.js';

@@ -1,14 +1,12 @@
 import net from 'node:net';
-import { ListenerError, invalidArgType } from './core/errors.js';
+import { ListenerError } from './core/errors.js';
 import { ListenSocket, type OpenOptions } from './core/listen-socket.js';
 import { listeningFd } from './core/node-internals.js';
-import { validateInteger, validateObject } from './core/validate.js';
-
-import { Listener } from './listener.js';
-import { ServerFeed, type DrainOptions } from './server/feed.js';
-import { ServerClaim, ServerTakeover } from './server/takeover.js';
-
-const MAX_MS = 2 ** 31 - 1;
+import { validateObject } from './core/validate.js';
+import type { DrainOptions } from './server/feed.js';
+import { ServerListener } from './server/server-listener.js';
+import { ServerClaim } from './server/takeover.js';
+import { validateDrainOptions, validateServer, validateSignal } from './server/validate.js';
 
 /** Options for {@link listen}. */
 export interface ListenOptions extends OpenOptions, DrainOptions {
@@ -18,59 +16,10 @@ export interface ListenOptions extends OpenOptions, DrainOptions {
   signal?: AbortSignal;
 }
 
-function validateServer(server: unknown): asserts server is net.Server {
-  if (!(server instanceof net.Server)) {
-    throw invalidArgType('server', 'an instance of net.Server (net, tls, http, https or http2)', server);
-  }
-}
-
-function validateSignal(signal: unknown): AbortSignal | undefined {
-  if (signal === undefined) return undefined;
-  if (!(signal instanceof AbortSignal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
-  return signal;
-}
-
 /** Options for {@link adopt}. */
 export interface AdoptOptions extends DrainOptions {
   /** Aborting it closes the listener (two-phase, default timeouts). */
   signal?: AbortSignal;
-}
-
-function validateDrainOptions(options: DrainOptions): DrainOptions {
-  if (options.onDrain !== undefined && typeof options.onDrain !== 'function') {
-    throw invalidArgType('options.onDrain', 'of type function', options.onDrain);
-  }
-  if (options.http !== undefined) {
-    const http = validateObject('options.http', options.http);
-    if (http.quietWindow !== undefined) validateInteger('options.http.quietWindow', http.quietWindow, 0, MAX_MS);
-    if (http.linger !== undefined) validateInteger('options.http.linger', http.linger, 0, MAX_MS);
-  }
-  if (options.http2 !== undefined) {
-    const http2 = validateObject('options.http2', options.http2);
-    if (http2.pingTimeout !== undefined) validateInteger('options.http2.pingTimeout', http2.pingTimeout, 0, MAX_MS);
-  }
-  return { onDrain: options.onDrain, http: options.http, http2: options.http2 };
-}
-
-// In dependency order: the listener owns the socket, the takeover makes the
-// server believe it listened and routes its close to the listener, the feed
-// is the connection sink the listener serves.
-function start(
-  claim: ServerClaim,
-  socket: ListenSocket,
-  signal: AbortSignal | undefined,
-  drain: DrainOptions,
-): { listener: Listener<net.Socket>; takeover: ServerTakeover } {
-  const listener = new Listener<net.Socket>(socket);
-  let takeover: ServerTakeover;
-  try {
-    takeover = new ServerTakeover(claim, listener, signal);
-  } catch (error) {
-    socket.close();
-    throw error;
-  }
-  listener.serve(new ServerFeed(claim.server, takeover, drain));
-  return { listener, takeover };
 }
 
 /**
@@ -79,7 +28,7 @@ function start(
  * it had listened; `listener.close()` (or `server.close()`) closes in two
  * phases without resetting any client whose handshake completed.
  */
-export async function listen(server: net.Server, options: ListenOptions = {}): Promise<Listener<net.Socket>> {
+export async function listen(server: net.Server, options: ListenOptions = {}): Promise<ServerListener> {
   validateServer(server);
   validateObject('options', options);
   const signal = validateSignal(options.signal);
@@ -98,8 +47,14 @@ export async function listen(server: net.Server, options: ListenOptions = {}): P
     socket.close();
     signal.throwIfAborted();
   }
-  const { listener, takeover } = start(claim, socket, signal, drain);
-  takeover.announce();
+  let listener: ServerListener;
+  try {
+    listener = new ServerListener(socket, claim, drain, signal);
+  } catch (error) {
+    socket.close();
+    throw error;
+  }
+  listener.announce();
   return listener;
 }
 
@@ -108,7 +63,7 @@ export async function listen(server: net.Server, options: ListenOptions = {}): P
  * duplicated, Node's handle closed, and the queue kept — nothing queued is
  * lost. From then on the returned listener accepts for the server.
  */
-export function adopt(server: net.Server, options: AdoptOptions = {}): Listener<net.Socket> {
+export function adopt(server: net.Server, options: AdoptOptions = {}): ServerListener {
   validateServer(server);
   validateObject('options', options);
   const signal = validateSignal(options.signal);
@@ -129,5 +84,10 @@ export function adopt(server: net.Server, options: AdoptOptions = {}): Listener<
     claim.release();
     throw error;
   }
-  return start(claim, socket, signal, drain).listener;
+  try {
+    return new ServerListener(socket, claim, drain, signal);
+  } catch (error) {
+    socket.close();
+    throw error;
+  }
 }

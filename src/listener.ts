@@ -70,7 +70,7 @@ export interface CloseReport extends DrainReport {
   queueLost: number;
 }
 
-/** Options for {@link Listener.replace}. */
+/** Options for {@link Listener.replaceSink}. */
 export interface RetireOptions {
   /**
    * Milliseconds until the replaced generation's connections still open are
@@ -229,7 +229,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   serve(sink: ConnectionSink<C>): void {
     this.#assertNotClosed('serve');
     if (this.#current !== undefined) {
-      throw new ListenerError('ERR_LISTENER_SERVING', 'The listener already feeds a server; use replace()');
+      throw new ListenerError('ERR_LISTENER_SERVING', 'The listener already feeds a server; use replaceSink()');
     }
     this.#current = new Generation(sink);
     this.#generations.add(this.#current);
@@ -243,11 +243,8 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
    * closed when its last connection is gone; the socket is never gated,
    * swept or shut down. Resolves with the replaced generation's report.
    */
-  replace(sink: ConnectionSink<C>, options: RetireOptions = {}): Promise<DrainReport> {
-    this.#assertNotClosed('replace');
-    if (this.#drain !== undefined) {
-      throw new ListenerError('ERR_LISTENER_DRAINING', 'Cannot replace: the listener is closing');
-    }
+  replaceSink(sink: ConnectionSink<C>, options: RetireOptions = {}): Promise<DrainReport> {
+    this.assertReplaceable();
     validateObject('options', options);
     const { timeout, forceTimeout } = validateDeadlines(options);
     const previous = this.#current;
@@ -256,6 +253,14 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     this.#updateArming();
     if (previous === undefined) return Promise.resolve(new DrainTally(0).report);
     return this.#retire(previous, timeout, forceTimeout);
+  }
+
+  /** Throws the error `replaceSink()` would: the listener is closed or closing. */
+  protected assertReplaceable(): void {
+    this.#assertNotClosed('replace');
+    if (this.#drain !== undefined) {
+      throw new ListenerError('ERR_LISTENER_DRAINING', 'Cannot replace: the listener is closing');
+    }
   }
 
   /** Stops accepting; the fd stays open and clients wait in the kernel queue. */

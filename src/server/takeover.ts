@@ -11,6 +11,7 @@ import {
   stopConnectionsChecking,
   type ServerHandle,
 } from '../core/node-internals.js';
+import type { NativeAddress } from '../core/native.js';
 import type { Listener } from '../listener.js';
 
 // Servers fed by a listener, or on their way to one: a second listen() must
@@ -73,29 +74,48 @@ export class ServerClaim {
 }
 
 /**
+ * Starts the close of `listener` from a route with no caller to hand the
+ * promise to (`server.close()`, the `signal`). A close aborted by `resume()`
+ * is the owner's decision, not an error; the listener's close rejects for
+ * nothing else.
+ */
+export function closeUnattended(listener: Listener<net.Socket>): void {
+  listener.close().catch((error: Error & { code?: string }) => {
+    if (error.code === 'ERR_CLOSE_ABORTED') return;
+    if (listener.listenerCount('error') > 0) listener.emit('error', error);
+    else process.emitWarning(error);
+  });
+}
+
+/** The listener as the takeover sees it. */
+export type TakeoverListener = Listener<net.Socket> & {
+  readonly fd: number;
+  address(): NativeAddress;
+};
+
+/**
  * Being Node's server: everything that makes a server fed by a listener
  * behave as if it had called `server.listen()` — a stand-in `server._handle`
  * (so `listening`, `address()`, `ref()`/`unref()` and the `listen()` guard
- * work), `'listening'`, Node's own handle dropped after `adopt()`, and every
- * close route: `server.close()` (Node's http close path included), the
- * `signal` and `listener.close()` meet in the listener's close, with one
- * policy for a close aborted by `resume()`.
+ * work), `'listening'`, Node's own handle dropped after `adopt()`, and
+ * `server.close()` (Node's http close path included) routed to the
+ * listener's close. One per generation: when the server is replaced it is
+ * retired, and no longer listens as far as Node can tell.
  */
 export class ServerTakeover {
   readonly #server: net.Server;
-  readonly #listener: Listener<net.Socket>;
+  readonly #listener: TakeoverListener;
   readonly #claim: ServerClaim;
   readonly #handle: ServerHandle;
   readonly #connectionKey: string;
   readonly #undoCloseRoute: () => void;
-  readonly #signal: AbortSignal | undefined;
-  readonly #onAbort = (): void => this.#closeUnattended();
   // server.close() closed the handle: Node dropped `_handle` and emits the
   // server's 'close' itself once its count allows (see ServerHandle.close).
   #closedByServer = false;
   #released = false;
+  #retired = false;
 
-  constructor(claim: ServerClaim, listener: Listener<net.Socket>, signal?: AbortSignal) {
+  constructor(claim: ServerClaim, listener: TakeoverListener) {
     claim.confirm();
     this.#claim = claim;
     this.#server = claim.server;
@@ -113,7 +133,7 @@ export class ServerTakeover {
       close: () => {
         this.#closedByServer = true;
         holdServerOpen(this.#server);
-        this.#closeUnattended();
+        closeUnattended(this.#listener);
       },
       ref() {
         listener.ref(true);
@@ -126,8 +146,6 @@ export class ServerTakeover {
     this.#connectionKey = `${family === 'IPv6' ? 6 : 4}:${address}:${port}`;
     installListenHandle(this.#server, this.#handle, this.#connectionKey);
     this.#undoCloseRoute = skipHttpPreClose(this.#server);
-    this.#signal = signal;
-    signal?.addEventListener('abort', this.#onAbort, { once: true });
   }
 
   /** `'listening'`, as `server.listen()` emits it. */
@@ -140,10 +158,24 @@ export class ServerTakeover {
    * server listens again, as far as Node can tell.
    */
   resumed(): void {
-    if (!this.#closedByServer || this.#released) return;
+    if (!this.#closedByServer || this.#released || this.#retired) return;
     this.#closedByServer = false;
     installListenHandle(this.#server, this.#handle, this.#connectionKey);
     releaseServerHold(this.#server);
+  }
+
+  /**
+   * Another server took this one's place on the socket: this one no longer
+   * listens (`server.listening` is false, `server.close()` reports
+   * `ERR_SERVER_NOT_RUNNING`), and Node emits its `'close'` once its last
+   * connection is gone. Its connections drain meanwhile.
+   */
+  retire(): void {
+    if (this.#retired || this.#released) return;
+    this.#retired = true;
+    if (this.#closedByServer) releaseServerHold(this.#server);
+    else removeListenHandle(this.#server, this.#handle);
+    this.#closedByServer = false;
   }
 
   /**
@@ -154,7 +186,6 @@ export class ServerTakeover {
   release(): void {
     if (this.#released) return;
     this.#released = true;
-    this.#signal?.removeEventListener('abort', this.#onAbort);
     this.#undoCloseRoute();
     // Started by setupConnectionsTracking, cleared by Node's close path,
     // which ours skips: it kept headersTimeout/requestTimeout enforced while
@@ -163,17 +194,5 @@ export class ServerTakeover {
     if (this.#closedByServer) releaseServerHold(this.#server);
     else removeListenHandle(this.#server, this.#handle);
     this.#claim.release();
-  }
-
-  // The close routes with no caller to hand the promise to (server.close(),
-  // the signal) end here. A close aborted by resume() is the owner's
-  // decision, not an error; the listener's close rejects for nothing else.
-  #closeUnattended(): void {
-    const listener = this.#listener;
-    listener.close().catch((error: Error & { code?: string }) => {
-      if (error.code === 'ERR_CLOSE_ABORTED') return;
-      if (listener.listenerCount('error') > 0) listener.emit('error', error);
-      else process.emitWarning(error);
-    });
   }
 }
