@@ -48,6 +48,14 @@ export interface CloseOptions {
 
 /** What a close did: the socket's phase 1, and every generation's connections. */
 export interface CloseReport extends DrainReport {
+  /**
+   * `'close'`: the two-phase close of a socket this process alone holds.
+   * `'retire'`: the socket is shared with another process (handed over, or
+   * systemd's), so it was left alone — not gated, swept or shut down, its
+   * queue living on in the other process — and only this listener's fd was
+   * closed once its connections were done.
+   */
+  mode: 'close' | 'retire';
   /** Connections in the accept queue when `close()` began. */
   queuedAtClose: number;
   /** Handshakes in SYN_RECV when `close()` began. */
@@ -125,6 +133,7 @@ interface Drain {
   readonly promise: Promise<CloseReport>;
   readonly resolve: (report: CloseReport) => void;
   readonly reject: (error: Error) => void;
+  readonly mode: 'close' | 'retire';
   /** The socket's side of the report; the connections' side is the tally's. */
   readonly socketReport: Omit<CloseReport, keyof DrainReport>;
   readonly tally: DrainTally;
@@ -175,6 +184,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   #state: ListenerState = 'accepting';
   #paused = false;
   #arming: Arming = 'off';
+  #shared = false;
   #drain: Drain | undefined;
   // The promise of the close that reached (or is reaching) 'closed'.
   #closing: Promise<CloseReport> | undefined;
@@ -223,6 +233,24 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   /** The listening fd (the listener owns it). */
   get fd(): number {
     return this.#socket.fd;
+  }
+
+  /** Whether another process holds this socket too (see {@link Listener.share}). */
+  get shared(): boolean {
+    return this.#shared;
+  }
+
+  /**
+   * Records that another process holds this socket too (it was handed over,
+   * received, or passed by systemd). From then on `close()` retires: it stops
+   * accepting, drains this listener's connections and closes its own fd; it
+   * never gates, sweeps or shuts down the shared socket — the filter and the
+   * shutdown would act on the other owner's socket, and its queue is the
+   * other owner's to serve.
+   */
+  share(): void {
+    this.#assertNotClosed('share');
+    this.#shared = true;
   }
 
   /** Starts feeding `sink`, the first generation: accept is armed. */
@@ -282,7 +310,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     const drain = this.#drain;
     if (drain !== undefined) {
       // First, since it can fail (the port taken meanwhile): the drain then goes on.
-      if (drain.phase === 'swept') this.#socket.listen();
+      if (drain.phase === 'swept' && drain.mode === 'close') this.#socket.listen();
       this.#drain = undefined;
       this.#closing = undefined;
       this.#clearTimers(drain);
@@ -358,20 +386,28 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     drain.timers.push(
       setTimeout(() => this.#deadline(drain), options.timeout),
       setTimeout(() => this.#forceDeadline(drain), options.timeout + options.forceTimeout),
-      setTimeout(() => this.#endWaits(drain), options.handshakeWait),
     );
-    // The gate goes on before anything slow: from here no new SYN enters the queue.
-    try {
-      this.#socket.gate(true);
-      drain.socketReport.gated = true;
-    } catch (error) {
-      this.#emitError(error as Error);
+    let firstLook: number | undefined;
+    if (drain.mode === 'retire') {
+      // Nothing to do on the socket: stop accepting, and phase 2 closes our fd.
+      drain.phase = 'swept';
+      drain.socketReport.queuedAtClose = this.#socket.pending().queued;
+      this.#updateArming();
+    } else {
+      drain.timers.push(setTimeout(() => this.#endWaits(drain), options.handshakeWait));
+      // The gate goes on before anything slow: from here no new SYN enters the queue.
+      try {
+        this.#socket.gate(true);
+        drain.socketReport.gated = true;
+      } catch (error) {
+        this.#emitError(error as Error);
+      }
+      const { queued, backlog } = this.#socket.pending();
+      drain.socketReport.queuedAtClose = queued;
+      drain.overflowed = queued >= backlog && options.overflowWindow > 0;
+      firstLook = this.#handshakesToWaitFor(drain);
+      drain.socketReport.handshakingAtClose = drain.handshakes.size;
     }
-    const { queued, backlog } = this.#socket.pending();
-    drain.socketReport.queuedAtClose = queued;
-    drain.overflowed = queued >= backlog && options.overflowWindow > 0;
-    const firstLook = this.#handshakesToWaitFor(drain);
-    drain.socketReport.handshakingAtClose = drain.handshakes.size;
 
     this.#transition('draining');
     // A 'draining' listener may have called resume() (or destroy()).
@@ -380,7 +416,8 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       generation.startDraining([...generation.connections].filter((connection) => !this.#undelivered.has(connection)));
       if (!this.#isCurrent(drain)) return drain.promise;
     }
-    this.#waitForHandshakes(drain, firstLook);
+    if (drain.mode === 'retire') this.#maybeFinish();
+    else this.#waitForHandshakes(drain, firstLook);
     return drain.promise;
   }
 
@@ -395,7 +432,8 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       promise,
       resolve,
       reject,
-      socketReport: { queuedAtClose: 0, handshakingAtClose: 0, handshakesAbandoned: 0, gated: false, queueLost: 0 },
+      mode: this.#shared ? 'retire' : 'close',
+      socketReport: { mode: this.#shared ? 'retire' : 'close', queuedAtClose: 0, handshakingAtClose: 0, handshakesAbandoned: 0, gated: false, queueLost: 0 },
       tally: new DrainTally(this.#openConnections() + this.#unwrapped.length),
       phase: 'handshakes',
       overflowed: false,
