@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The `graceful-listener` command: `demo` and `load`.
+import { packageVersion } from '../testing/report.js';
 import { DEMO_USAGE, demoCommand } from './demo.js';
 import { LOAD_USAGE, loadCommand } from './load.js';
-import { UsageError, packageVersion } from './options.js';
+import { UsageError } from './options.js';
 
 const USAGE = `Usage: graceful-listener <command> [options]
 
@@ -12,16 +13,14 @@ Commands:
 
 graceful-listener <command> --help shows a command's options.`;
 
+// The commands check their flags' ranges themselves; what else is the user's
+// mistake: an unknown flag, a URL that is not one, a target not on loopback.
 function isUsageError(error: unknown): boolean {
   const code = (error as { code?: unknown }).code;
   return (
     error instanceof UsageError ||
     (typeof code === 'string' &&
-      (code.startsWith('ERR_PARSE_ARGS_') ||
-        code === 'ERR_INVALID_ARG_VALUE' ||
-        code === 'ERR_INVALID_ARG_TYPE' ||
-        code === 'ERR_OUT_OF_RANGE' ||
-        code === 'ERR_LOAD_REMOTE_TARGET'))
+      (code.startsWith('ERR_PARSE_ARGS_') || code === 'ERR_INVALID_ARG_VALUE' || code === 'ERR_LOAD_REMOTE_TARGET'))
   );
 }
 
@@ -40,7 +39,7 @@ async function main(argv: string[]): Promise<number> {
     case 'help':
     case '--help':
     case '-h':
-      process.stdout.write(`${USAGE}\n\n${DEMO_USAGE}\n\n${LOAD_USAGE}\n`);
+      process.stdout.write(`${[USAGE, DEMO_USAGE, LOAD_USAGE].join('\n\n')}\n`);
       return 0;
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`);
