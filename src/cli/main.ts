@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// The `graceful-listener` command: `demo` and `load`.
+// The `graceful-listener` command: `demo`, `demo-socket` and `load`.
 import { packageVersion } from '../testing/report.js';
+import { DEMO_SOCKET_USAGE, demoSocketCommand } from './demo-socket.js';
 import { DEMO_USAGE, demoCommand } from './demo.js';
 import { LOAD_USAGE, loadCommand } from './load.js';
 import { UsageError } from './options.js';
@@ -9,6 +10,8 @@ const USAGE = `Usage: graceful-listener <command> [options]
 
 Commands:
   demo          server.close() against listener.close() under load, side by side
+  demo-socket   the ListenSocket: clients wait in the accept queue while accept()
+                is off, then are accepted in batches
   load <url>    drive your own server and count every outcome (RST, refusal, ...)
 
 graceful-listener <command> --help shows a command's options.`;
@@ -29,6 +32,8 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'demo':
       return demoCommand(rest);
+    case 'demo-socket':
+      return demoSocketCommand(rest);
     case 'load':
       return loadCommand(rest);
     case '--version':
@@ -39,7 +44,7 @@ async function main(argv: string[]): Promise<number> {
     case 'help':
     case '--help':
     case '-h':
-      process.stdout.write(`${[USAGE, DEMO_USAGE, LOAD_USAGE].join('\n\n')}\n`);
+      process.stdout.write(`${[USAGE, DEMO_USAGE, DEMO_SOCKET_USAGE, LOAD_USAGE].join('\n\n')}\n`);
       return 0;
     default:
       throw new UsageError(`unknown command ${JSON.stringify(command)}`);
