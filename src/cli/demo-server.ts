@@ -6,10 +6,18 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import https from 'node:https';
 import type net from 'node:net';
-import { ListenSocket, listen, type CloseReport, type Listener, type Pending } from '../index.js';
+import { ListenSocket, listen, type CloseReport, type Listener } from '../index.js';
 
 export type DemoProtocol = 'http' | 'https' | 'h2';
 export type Shutdown = 'server.close()' | 'listener.close()';
+
+/** The accept queue at the moment of close (handshakes in SYN_RECV included). */
+export interface PendingAtClose {
+  queued: number;
+  handshaking: number | null;
+  /** The queue's cap (server.close() only). */
+  backlog: number | null;
+}
 
 export type ParentMessage =
   | { type: 'start'; protocol: DemoProtocol; shutdown: Shutdown; key: string; cert: string }
@@ -18,10 +26,11 @@ export type ParentMessage =
 export type ServerMessage =
   | { type: 'ready'; port: number }
   | { type: 'sample'; queued: number; open: number }
-  | { type: 'closing'; pending: Pending | null }
+  | { type: 'closing' }
   | {
       type: 'closed';
       durationMs: number;
+      pendingAtClose: PendingAtClose;
       report: CloseReport | null;
       /** server.close(): connections destroyed at the deadline. */
       destroyed: number;
@@ -91,11 +100,13 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
     if (next.type !== 'close') return;
     const began = performance.now();
     if (listener !== undefined) {
-      send({ type: 'closing', pending: null });
+      send({ type: 'closing' });
       listener.close({ timeout: next.timeout, forceTimeout: 1000 }).then(
         (report) => {
           clearInterval(sampler);
-          send({ type: 'closed', durationMs: performance.now() - began, report, destroyed: 0 });
+          // listener.close() reads the queue itself, right after the SYN gate is on.
+          const pendingAtClose = { queued: report.queuedAtClose, handshaking: report.handshakingAtClose, backlog: null };
+          send({ type: 'closed', durationMs: performance.now() - began, pendingAtClose, report, destroyed: 0 });
         },
         (error: Error) => send({ type: 'failed', message: error.message }),
       );
@@ -103,6 +114,7 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
     }
     // What pending() would have shown, then Node's close in the same tick.
     const pending = observer!.pending({ handshakes: true });
+    const pendingAtClose = { queued: pending.queued, handshaking: pending.handshaking ?? null, backlog: pending.backlog };
     observer!.close();
     // At the deadline, what an application's shutdown timer does: destroy what is left.
     let destroyed = 0;
@@ -115,9 +127,9 @@ async function start(message: Extract<ParentMessage, { type: 'start' }>): Promis
     server.close(() => {
       clearTimeout(deadline);
       clearInterval(sampler);
-      send({ type: 'closed', durationMs: performance.now() - began, report: null, destroyed });
+      send({ type: 'closed', durationMs: performance.now() - began, pendingAtClose, report: null, destroyed });
     });
-    send({ type: 'closing', pending });
+    send({ type: 'closing' });
   });
   send({ type: 'ready', port });
 }

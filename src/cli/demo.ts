@@ -3,16 +3,15 @@
 // by side. The server runs in a child process (demo-server.ts); the clients
 // are the load kit (graceful-listener/testing) in this one.
 import { fork, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
-import type { CloseReport, Pending } from '../index.js';
+import type { CloseReport } from '../index.js';
 import { ERROR_CODES, runUnderLoad, selfSignedCertificate, type LoadReport } from '../testing/index.js';
-import type { DemoProtocol, ParentMessage, ServerMessage, Shutdown } from './demo-server.js';
+import { headline, headlineText, otherErrors } from '../testing/outcome.js';
+import { writeReport, type ToolReport } from '../testing/report.js';
+import type { DemoProtocol, ParentMessage, PendingAtClose, ServerMessage, Shutdown } from './demo-server.js';
+import { REPORT_FLAGS, parseChoice, parseCommand, parseDuration, parseInteger } from './options.js';
+import { OUTCOME_COLUMNS, outcomeCells, printReport, table } from './output.js';
 import { Progress, bar, seconds } from './progress.js';
-import { timelineSvg } from './svg.js';
-import { table } from './table.js';
-import { UsageError, outputDirectory, packageVersion, parseChoice, parseDuration, parseInteger } from './options.js';
 
 export const DEMO_USAGE = `Usage: graceful-listener demo [options]
 
@@ -32,50 +31,49 @@ Options:
   --json                           print the report as JSON on stdout
   -h, --help`;
 
-export interface DemoOptions {
+type Connection = 'new' | 'keep-alive';
+
+interface DemoOptions {
   protocol: DemoProtocol;
   concurrency: number;
   durationMs: number;
-  connections: ('new' | 'keep-alive')[];
+  connections: Connection[];
   closeTimeoutMs: number;
 }
 
-export interface DemoRun {
-  shutdown: Shutdown;
-  connection: 'new' | 'keep-alive';
-  /** The accept queue at the moment of close (`pending()`; handshakes in SYN_RECV included). */
-  pendingAtClose: { queued: number; handshaking: number | null; backlog: number | null } | null;
+/** What the server said about its close; `during()`'s result. */
+interface CloseInfo {
+  pendingAtClose: PendingAtClose;
   /** listener.close()'s report; null for server.close(). */
   closeReport: CloseReport | null;
   /** Milliseconds from the close until the server had closed. */
-  closeMs: number | null;
+  closeMs: number;
   /** server.close(): connections destroyed at the deadline. */
   destroyedAtDeadline: number;
-  load: LoadReport<unknown>;
 }
 
-export interface DemoSummaryRow {
+interface DemoRun extends CloseInfo {
   shutdown: Shutdown;
-  connection: 'new' | 'keep-alive';
+  connection: Connection;
+  load: LoadReport<CloseInfo>;
+}
+
+interface DemoSummaryRow {
+  shutdown: Shutdown;
+  connection: Connection;
   served: number;
   ECONNRESET: number;
   ECONNREFUSED: number;
   otherErrors: number;
   p50Ms: number;
   p99Ms: number;
-  pendingAtClose: DemoRun['pendingAtClose'];
+  pendingAtClose: PendingAtClose;
 }
 
-export interface DemoReport {
-  tool: 'graceful-listener demo';
-  version: string;
-  node: string;
-  startedAt: string;
-  options: DemoOptions;
-  summary: DemoSummaryRow[];
-  runs: DemoRun[];
-  files: { directory: string; json: string; svg: string };
-}
+export type DemoReport = ToolReport<
+  'graceful-listener demo',
+  { options: DemoOptions; summary: DemoSummaryRow[]; runs: DemoRun[] }
+>;
 
 const SHUTDOWNS: Shutdown[] = ['server.close()', 'listener.close()'];
 
@@ -125,16 +123,20 @@ class Mailbox {
   }
 }
 
-function describeClients(protocol: DemoProtocol, connection: 'new' | 'keep-alive'): string {
+function describeClients(protocol: DemoProtocol, connection: Connection): string {
   if (connection === 'keep-alive') return protocol === 'h2' ? 'h2 sessions kept' : 'keep-alive';
   return protocol === 'http' ? 'new conn./request' : 'new TLS conn./request';
+}
+
+function runName(protocol: DemoProtocol, run: { shutdown: Shutdown; connection: Connection }): string {
+  return `${run.shutdown} · ${describeClients(protocol, run.connection)}`;
 }
 
 async function runOnce(
   options: DemoOptions,
   cert: { key: string; cert: string },
   shutdown: Shutdown,
-  connection: 'new' | 'keep-alive',
+  connection: Connection,
   step: { index: number; total: number },
   progress: Progress,
 ): Promise<DemoRun> {
@@ -152,12 +154,11 @@ async function runOnce(
     const start: ParentMessage = { type: 'start', protocol: options.protocol, shutdown, key: cert.key, cert: cert.cert };
     child.send(start);
     const { port } = await mailbox.next('ready', 15_000);
-    const label = `[${step.index + 1}/${step.total}] ${shutdown} · ${describeClients(options.protocol, connection)}`;
+    const label = `[${step.index + 1}/${step.total}] ${runName(options.protocol, { shutdown, connection })}`;
     progress.log(
       `${label}: ${options.concurrency} clients for ${seconds(options.durationMs)}, close at ${seconds(options.durationMs / 2)}`,
     );
-    let closeInfo: Omit<DemoRun, 'shutdown' | 'connection' | 'load'> | undefined;
-    const load = await runUnderLoad({
+    const load = await runUnderLoad<CloseInfo>({
       url: `${options.protocol === 'http' ? 'http' : 'https'}://127.0.0.1:${port}/`,
       protocol: options.protocol === 'h2' ? 'h2' : 'http1',
       concurrency: options.concurrency,
@@ -173,72 +174,55 @@ async function runOnce(
         closed.catch(() => {});
         const close: ParentMessage = { type: 'close', timeout: options.closeTimeoutMs };
         child.send(close);
-        const { pending } = await closing;
+        await closing;
         context.mark(shutdown);
         // Node's fd is closed: no queue to read from here on.
         if (shutdown === 'server.close()') queue = undefined;
         const done = await closed;
         context.mark('closed');
         queue = undefined;
-        closeInfo = {
-          pendingAtClose: pendingAtClose(pending, done.report),
+        return {
+          pendingAtClose: done.pendingAtClose,
           closeReport: done.report,
           closeMs: Math.round(done.durationMs * 10) / 10,
           destroyedAtDeadline: done.destroyed,
         };
-        return closeInfo;
       },
       onProgress: (p) => {
         const left = options.durationMs * (step.total - step.index) - Math.min(p.elapsedMs, options.durationMs);
         const close =
           p.during === 'waiting' ? `close at ${seconds(options.durationMs / 2)}` : p.during === 'running' ? 'closing…' : 'closed';
-        const other = p.requests - p.responses - p.kinds.reset - p.kinds.refused;
         progress.status(
-          `${label} ${bar(p.elapsedMs / options.durationMs, 16)} ${seconds(Math.min(p.elapsedMs, options.durationMs))}` +
-            ` · ${close} · ${p.responses} served · ${p.kinds.reset} reset · ${p.kinds.refused} refused · ${other} other` +
-            ` · ~${Math.ceil(left / 1000)} s left`,
+          `${label} ${bar(p.elapsedMs / options.durationMs)} ${seconds(Math.min(p.elapsedMs, options.durationMs))}` +
+            ` · ${close} · ${headlineText(p)} · ~${Math.ceil(left / 1000)} s left`,
         );
       },
     });
-    const other = load.requests - load.responses - load.kinds.reset - load.kinds.refused;
-    progress.log(
-      `${label}: ${load.responses} served, ${load.kinds.reset} ECONNRESET, ${load.kinds.refused} ECONNREFUSED, ${other} other`,
-    );
-    return {
-      shutdown,
-      connection,
-      ...(closeInfo ?? { pendingAtClose: null, closeReport: null, closeMs: null, destroyedAtDeadline: 0 }),
-      load,
-    };
+    progress.log(`${label}: ${headlineText(load)}`);
+    // during() runs halfway through the load; had it failed, runUnderLoad would have thrown.
+    return { shutdown, connection, ...load.during!.result!, load };
   } finally {
     if (child.connected) child.disconnect();
     child.kill();
   }
 }
 
-function pendingAtClose(pending: Pending | null, report: CloseReport | null): DemoRun['pendingAtClose'] {
-  // listener.close() reads the queue itself, right after the SYN gate is on.
-  if (report !== null) return { queued: report.queuedAtClose, handshaking: report.handshakingAtClose, backlog: null };
-  if (pending !== null) return { queued: pending.queued, handshaking: pending.handshaking ?? null, backlog: pending.backlog };
-  return null;
-}
-
 function summarize(run: DemoRun): DemoSummaryRow {
-  const { load } = run;
+  const { served, reset, refused, other } = headline(run.load);
   return {
     shutdown: run.shutdown,
     connection: run.connection,
-    served: load.responses,
-    ECONNRESET: load.kinds.reset,
-    ECONNREFUSED: load.kinds.refused,
-    otherErrors: load.requests - load.responses - load.kinds.reset - load.kinds.refused,
-    p50Ms: load.latency.p50,
-    p99Ms: load.latency.p99,
+    served,
+    ECONNRESET: reset,
+    ECONNREFUSED: refused,
+    otherErrors: other,
+    p50Ms: run.load.latency.p50,
+    p99Ms: run.load.latency.p99,
     pendingAtClose: run.pendingAtClose,
   };
 }
 
-export async function runDemo(options: DemoOptions, directory: string, progress: Progress): Promise<DemoReport> {
+async function runDemo(options: DemoOptions, out: string | undefined, progress: Progress): Promise<DemoReport> {
   const startedAt = new Date().toISOString();
   const cert = selfSignedCertificate();
   const plan = options.connections.flatMap((connection) => SHUTDOWNS.map((shutdown) => ({ shutdown, connection })));
@@ -247,90 +231,45 @@ export async function runDemo(options: DemoOptions, directory: string, progress:
     runs.push(await runOnce(options, cert, shutdown, connection, { index, total: plan.length }, progress));
   }
   progress.clear();
-  const files = {
-    directory,
-    json: path.join(directory, 'report.json'),
-    svg: path.join(directory, 'timeline.svg'),
-  };
-  const report: DemoReport = {
-    tool: 'graceful-listener demo',
-    version: packageVersion(),
-    node: process.version,
-    startedAt,
-    options,
-    summary: runs.map(summarize),
-    runs,
-    files,
-  };
-  fs.writeFileSync(files.json, `${JSON.stringify(report, null, 2)}\n`);
-  fs.writeFileSync(
-    files.svg,
-    timelineSvg(
-      `graceful-listener demo · ${options.protocol} · ${options.concurrency} clients · close at ${seconds(options.durationMs / 2)}`,
-      runs.map((run) => ({
-        title: `${run.shutdown} · ${describeClients(options.protocol, run.connection)}`,
-        report: run.load,
-        queueKey: 'queued',
-      })),
-    ),
+  return writeReport(
+    { tool: 'graceful-listener demo', startedAt, out },
+    { options, summary: runs.map(summarize), runs },
+    {
+      heading: `graceful-listener demo · ${options.protocol} · ${options.concurrency} clients · close at ${seconds(options.durationMs / 2)}`,
+      panels: runs.map((run) => ({ title: runName(options.protocol, run), report: run.load, queueKey: 'queued' })),
+    },
   );
-  return report;
 }
 
-function formatPending(pending: DemoRun['pendingAtClose']): string {
-  if (pending === null) return '?';
-  return `${pending.queued} queued, ${pending.handshaking ?? '?'} in handshake`;
-}
-
-export function formatDemo(report: DemoReport): string {
+function formatDemo(report: DemoReport): string[] {
   const { options } = report;
   const lines = [
     `graceful-listener demo: ${options.protocol} on 127.0.0.1, ${options.concurrency} concurrent clients, ` +
       `${seconds(options.durationMs)} per run, the close ${seconds(options.durationMs / 2)} in`,
     '',
     table(
-      [
-        { title: 'shutdown' },
-        { title: 'clients' },
-        { title: 'served', align: 'right' },
-        { title: 'ECONNRESET', align: 'right' },
-        { title: 'ECONNREFUSED', align: 'right' },
-        { title: 'other', align: 'right' },
-        { title: 'p50 ms', align: 'right' },
-        { title: 'p99 ms', align: 'right' },
-        { title: 'pending() at close' },
-      ],
-      report.summary.map((row) => [
-        row.shutdown,
-        describeClients(options.protocol, row.connection),
-        String(row.served),
-        String(row.ECONNRESET),
-        String(row.ECONNREFUSED),
-        String(row.otherErrors),
-        row.p50Ms.toFixed(1),
-        row.p99Ms.toFixed(1),
-        formatPending(row.pendingAtClose),
+      [{ title: 'shutdown' }, { title: 'clients' }, ...OUTCOME_COLUMNS, { title: 'pending() at close' }],
+      report.runs.map((run) => [
+        run.shutdown,
+        describeClients(options.protocol, run.connection),
+        ...outcomeCells(run.load),
+        `${run.pendingAtClose.queued} queued, ${run.pendingAtClose.handshaking ?? '?'} in handshake`,
       ]),
     ),
     '',
   ];
   for (const run of report.runs) {
-    const name = `${run.shutdown} · ${describeClients(options.protocol, run.connection)}`;
-    // The table's columns: RSTs (ECONNRESET, EPIPE) and refusals; everything else by code here.
-    const otherText = Object.entries(run.load.errors)
-      .filter(([code]) => !['ECONNRESET', 'EPIPE', 'ECONNREFUSED'].includes(code))
-      .map(([code, count]) => `${count} ${code}`)
-      .join(', ');
-    if (otherText !== '') lines.push(`${name}: other errors: ${otherText}`);
-    if (run.closeReport !== null) {
-      const r = run.closeReport;
-      const extra = (r as unknown as { protocol?: unknown }).protocol;
+    const name = runName(options.protocol, run);
+    const other = otherErrors(run.load.errors);
+    if (other.length > 0) lines.push(`${name}: other errors: ${other.map(([code, count]) => `${count} ${code}`).join(', ')}`);
+    const r = run.closeReport;
+    if (r !== null) {
       lines.push(
         `${name}: close report: ${r.accepted} accepted while draining, ${r.served} served, ${r.ended} ended at the deadline, ` +
           `${r.destroyed} destroyed, closed in ${Math.round(r.durationMs)} ms` +
-          (extra !== undefined ? ` · ${JSON.stringify(extra)}` : ''),
+          (r.protocol !== undefined ? ` · ${JSON.stringify(r.protocol)}` : ''),
       );
-    } else if (run.closeMs !== null) {
+    } else {
       lines.push(
         `${name}: server closed in ${Math.round(run.closeMs)} ms` +
           (run.destroyedAtDeadline > 0 ? `, ${run.destroyedAtDeadline} connections destroyed at the deadline` : ''),
@@ -347,32 +286,21 @@ export function formatDemo(report: DemoReport): string {
     'those are counted under other errors, by what happened:',
     ...explained.map((code) => `  ${code}: ${ERROR_CODES[code]}`),
     '',
-    `report:   ${report.files.json}`,
-    `timeline: ${report.files.svg}`,
   );
-  return lines.join('\n');
+  return lines;
 }
 
 export async function demoCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      protocol: { type: 'string', default: 'https' },
-      concurrency: { type: 'string', default: '64' },
-      duration: { type: 'string', default: '3' },
-      connection: { type: 'string', default: 'both' },
-      'close-timeout': { type: 'string', default: '5' },
-      out: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
+  const parsed = parseCommand(argv, DEMO_USAGE, {
+    protocol: { type: 'string', default: 'https' },
+    concurrency: { type: 'string', default: '64' },
+    duration: { type: 'string', default: '3' },
+    connection: { type: 'string', default: 'both' },
+    'close-timeout': { type: 'string', default: '5' },
+    ...REPORT_FLAGS,
   });
-  if (values.help) {
-    process.stdout.write(`${DEMO_USAGE}\n`);
-    return 0;
-  }
+  if (parsed === undefined) return 0;
+  const { values } = parsed;
   const connection = parseChoice('connection', values.connection, ['new', 'keep-alive', 'both'] as const);
   const options: DemoOptions = {
     protocol: parseChoice('protocol', values.protocol, ['http', 'https', 'h2'] as const),
@@ -381,10 +309,8 @@ export async function demoCommand(argv: string[]): Promise<number> {
     connections: connection === 'both' ? ['new', 'keep-alive'] : [connection],
     closeTimeoutMs: parseDuration('close-timeout', values['close-timeout'], { min: 100, max: 600_000 }),
   };
-  const directory = outputDirectory(values.out, 'graceful-listener-demo');
-  const progress = new Progress(process.stderr);
-  const report = await runDemo(options, directory, progress);
-  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatDemo(report)}\n`);
+  const report = await runDemo(options, values.out, new Progress(process.stderr));
+  printReport(report, values.json, () => formatDemo(report));
   const broken = report.summary.filter((row) => row.shutdown === 'listener.close()' && row.ECONNRESET > 0);
   if (broken.length > 0) {
     process.stderr.write(
@@ -394,5 +320,3 @@ export async function demoCommand(argv: string[]): Promise<number> {
   }
   return 0;
 }
-
-export { UsageError };

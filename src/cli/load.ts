@@ -2,13 +2,12 @@
 // owns, with a shell command run halfway (the reconfigure under test).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
-import { parseArgs } from 'node:util';
-import { ERROR_CODES, ERROR_KINDS, runUnderLoad, type ErrorKind, type LoadReport } from '../testing/index.js';
+import { ERROR_CODES, ERROR_KINDS, runUnderLoad, type LoadReport } from '../testing/index.js';
+import { headlineText } from '../testing/outcome.js';
+import { writeReport, type ToolReport } from '../testing/report.js';
+import { REPORT_FLAGS, UsageError, parseChoice, parseCommand, parseDuration, parseInteger } from './options.js';
+import { OUTCOME_COLUMNS, outcomeCells, printReport, table } from './output.js';
 import { Progress, bar, seconds } from './progress.js';
-import { timelineSvg } from './svg.js';
-import { table } from './table.js';
-import { UsageError, outputDirectory, packageVersion, parseChoice, parseDuration, parseInteger } from './options.js';
 
 export const LOAD_USAGE = `Usage: graceful-listener load <url> [options]
 
@@ -53,46 +52,17 @@ function runCommand(command: string, signal: AbortSignal): Promise<DuringCommand
   });
 }
 
-export interface LoadCommandReport {
-  tool: 'graceful-listener load';
-  version: string;
-  node: string;
-  startedAt: string;
-  load: LoadReport<DuringCommandResult | undefined>;
-  files: { directory: string; json: string; svg: string };
-}
+export type LoadCommandReport = ToolReport<'graceful-listener load', { load: LoadReport<DuringCommandResult | undefined> }>;
 
-export function formatLoad(report: LoadCommandReport): string {
-  const { load } = report;
-  const other = load.requests - load.responses - load.kinds.reset - load.kinds.refused;
+function formatLoad({ load }: LoadCommandReport): string[] {
+  const status = Object.entries(load.status)
+    .map(([code, count]) => `${count}×${code}`)
+    .join(' ');
   const lines = [
     `graceful-listener load: ${load.target.url} (${load.protocol}, ${load.connection} connections), ` +
       `${load.concurrency} clients for ${seconds(load.durationMs)}`,
     '',
-    table(
-      [
-        { title: 'served', align: 'right' },
-        { title: 'ECONNRESET', align: 'right' },
-        { title: 'ECONNREFUSED', align: 'right' },
-        { title: 'other', align: 'right' },
-        { title: 'p50 ms', align: 'right' },
-        { title: 'p99 ms', align: 'right' },
-        { title: 'status' },
-      ],
-      [
-        [
-          String(load.responses),
-          String(load.kinds.reset),
-          String(load.kinds.refused),
-          String(other),
-          load.latency.p50.toFixed(1),
-          load.latency.p99.toFixed(1),
-          Object.entries(load.status)
-            .map(([status, count]) => `${count}×${status}`)
-            .join(' '),
-        ],
-      ],
-    ),
+    table([...OUTCOME_COLUMNS, { title: 'status' }], [[...outcomeCells(load), status]]),
     '',
   ];
   const errors = Object.entries(load.errors);
@@ -111,16 +81,14 @@ export function formatLoad(report: LoadCommandReport): string {
       '',
     );
   }
-  lines.push(`report:   ${report.files.json}`, `timeline: ${report.files.svg}`);
-  return lines.join('\n');
+  return lines;
 }
 
 export async function loadCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    strict: true,
-    allowPositionals: true,
-    options: {
+  const parsed = parseCommand(
+    argv,
+    LOAD_USAGE,
+    {
       concurrency: { type: 'string', default: '16' },
       duration: { type: 'string', default: '10' },
       connection: { type: 'string', default: 'new' },
@@ -131,15 +99,12 @@ export async function loadCommand(argv: string[]): Promise<number> {
       ca: { type: 'string' },
       'fail-on': { type: 'string' },
       'allow-remote': { type: 'boolean', default: false },
-      out: { type: 'string' },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
+      ...REPORT_FLAGS,
     },
-  });
-  if (values.help) {
-    process.stdout.write(`${LOAD_USAGE}\n`);
-    return 0;
-  }
+    { positionals: true },
+  );
+  if (parsed === undefined) return 0;
+  const { values, positionals } = parsed;
   if (positionals.length !== 1) throw new UsageError('load needs exactly one <url>');
   const duration = parseDuration('duration', values.duration, { min: 100 });
   const duringAt = values['during-at'] === undefined ? undefined : parseDuration('during-at', values['during-at'], { min: 0 });
@@ -183,10 +148,9 @@ export async function loadCommand(argv: string[]): Promise<number> {
         : {}),
       signal: abort.signal,
       onProgress: (p) => {
-        const other = p.requests - p.responses - p.kinds.reset - p.kinds.refused;
         progress.status(
-          `${bar(p.elapsedMs / p.durationMs, 16)} ${seconds(Math.min(p.elapsedMs, p.durationMs))}/${seconds(p.durationMs)}` +
-            ` · ${p.responses} served · ${p.kinds.reset} reset · ${p.kinds.refused} refused · ${other} other` +
+          `${bar(p.elapsedMs / p.durationMs)} ${seconds(Math.min(p.elapsedMs, p.durationMs))}/${seconds(p.durationMs)}` +
+            ` · ${headlineText(p)}` +
             ` · ${p.inFlight} in flight${p.during === 'running' ? ' · --during-cmd running' : ''}`,
         );
       },
@@ -196,25 +160,17 @@ export async function loadCommand(argv: string[]): Promise<number> {
     process.removeListener('SIGINT', onSigint);
     progress.clear();
   }
-  const directory = outputDirectory(values.out, 'graceful-listener-load');
-  const report: LoadCommandReport = {
-    tool: 'graceful-listener load',
-    version: packageVersion(),
-    node: process.version,
-    startedAt,
-    load,
-    files: { directory, json: path.join(directory, 'report.json'), svg: path.join(directory, 'timeline.svg') },
-  };
-  fs.writeFileSync(report.files.json, `${JSON.stringify(report, null, 2)}\n`);
-  fs.writeFileSync(
-    report.files.svg,
-    timelineSvg(`graceful-listener load · ${load.target.url}`, [
-      { title: `${load.protocol} · ${load.connection} connections · ${load.concurrency} clients`, report: load },
-    ]),
+  const report: LoadCommandReport = writeReport(
+    { tool: 'graceful-listener load', startedAt, out: values.out },
+    { load },
+    {
+      heading: `graceful-listener load · ${load.target.url}`,
+      panels: [{ title: `${load.protocol} · ${load.connection} connections · ${load.concurrency} clients`, report: load }],
+    },
   );
-  process.stdout.write(values.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatLoad(report)}\n`);
+  printReport(report, values.json, () => formatLoad(report));
   let code = 0;
-  const failed = failOn.filter((kind: ErrorKind) => load.kinds[kind] > 0);
+  const failed = failOn.filter((kind) => load.kinds[kind] > 0);
   if (failed.length > 0) {
     process.stderr.write(`--fail-on: ${failed.map((kind) => `${load.kinds[kind]} ${kind}`).join(', ')}\n`);
     code = 1;

@@ -1,6 +1,4 @@
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 /** A command-line mistake: the message is printed with the usage, exit code 2. */
 export class UsageError extends Error {
@@ -8,7 +6,7 @@ export class UsageError extends Error {
 }
 
 /** `2`, `2s`, `2.5s` and `500ms` → milliseconds (a bare number is seconds). */
-export function parseDuration(flag: string, text: string, { min = 1, max = 3_600_000 } = {}): number {
+export function parseDuration(flag: string, text: string, { min, max = 3_600_000 }: { min: number; max?: number }): number {
   const match = /^(\d+(?:\.\d+)?)(ms|s)?$/.exec(text.trim());
   const ms = match === null ? NaN : Math.round(Number(match[1]) * (match[2] === 'ms' ? 1 : 1000));
   if (!Number.isFinite(ms) || ms < min || ms > max) {
@@ -32,23 +30,31 @@ export function parseChoice<T extends string>(flag: string, text: string, choice
   return text as T;
 }
 
-/** The output directory: `--out`, or a new one under the system's temp dir. */
-export function outputDirectory(given: string | undefined, prefix: string): string {
-  if (given !== undefined) {
-    fs.mkdirSync(given, { recursive: true });
-    return path.resolve(given);
-  }
-  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-  return fs.mkdtempSync(path.join(os.tmpdir(), `${prefix}-${stamp}-`));
-}
+/** The flags of every command that writes a report. */
+export const REPORT_FLAGS = {
+  out: { type: 'string' },
+  json: { type: 'boolean', default: false },
+} as const;
 
-export function packageVersion(): string {
-  try {
-    const manifest = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
-      version?: string;
-    };
-    return manifest.version ?? 'unknown';
-  } catch {
-    return 'unknown';
+const HELP_FLAG = { help: { type: 'boolean', short: 'h', default: false } } as const;
+
+type CommandConfig<O> = { args: string[]; strict: true; allowPositionals: boolean; options: O & typeof HELP_FLAG };
+
+/**
+ * A command's arguments, strictly parsed (an unknown flag is a usage error);
+ * `undefined` once `--help` printed the usage instead.
+ */
+export function parseCommand<const O extends NonNullable<ParseArgsConfig['options']>>(
+  argv: string[],
+  usage: string,
+  options: O,
+  { positionals = false } = {},
+): ReturnType<typeof parseArgs<CommandConfig<O>>> | undefined {
+  const config: CommandConfig<O> = { args: argv, strict: true, allowPositionals: positionals, options: { ...options, ...HELP_FLAG } };
+  const parsed = parseArgs(config);
+  if ((parsed.values as { help?: boolean }).help === true) {
+    process.stdout.write(`${usage}\n`);
+    return undefined;
   }
+  return parsed;
 }

@@ -7,9 +7,9 @@ export class Progress {
   readonly #live: boolean;
   #shown = false;
 
-  constructor(stream: Writable & { isTTY?: boolean; columns?: number } = process.stderr, enabled = true) {
+  constructor(stream: Writable & { isTTY?: boolean; columns?: number }) {
     this.#stream = stream;
-    this.#live = enabled && stream.isTTY === true && process.env.TERM !== 'dumb';
+    this.#live = stream.isTTY === true && process.env.TERM !== 'dumb';
   }
 
   /** Replaces the status line (terminals only). */
@@ -34,10 +34,12 @@ export class Progress {
   }
 }
 
+const BAR_WIDTH = 16;
+
 /** `▕████░░░░▏` for a fraction in [0, 1]. */
-export function bar(fraction: number, width = 20): string {
-  const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
-  return `▕${'█'.repeat(filled)}${'░'.repeat(width - filled)}▏`;
+export function bar(fraction: number): string {
+  const filled = Math.round(Math.min(1, Math.max(0, fraction)) * BAR_WIDTH);
+  return `▕${'█'.repeat(filled)}${'░'.repeat(BAR_WIDTH - filled)}▏`;
 }
 
 export function seconds(ms: number): string {

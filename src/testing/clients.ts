@@ -14,7 +14,8 @@ export interface RawOutcome {
   socketError?: unknown;
 }
 
-export interface ClientConfig {
+interface ClientConfig {
+  protocol: 'http1' | 'h2';
   connection: 'new' | 'keep-alive';
   concurrency: number;
   method: string;
@@ -24,7 +25,7 @@ export interface ClientConfig {
   rejectUnauthorized: boolean;
 }
 
-export interface LoadClient {
+interface LoadClient {
   request(slot: number): Promise<RawOutcome>;
   /** Closes every connection the client keeps (keep-alive sockets, HTTP/2 sessions). */
   close(): void;
@@ -43,8 +44,8 @@ function tlsOptions(target: Target, config: ClientConfig): Record<string, unknow
   };
 }
 
-export function createClient(target: Target, config: ClientConfig, protocol: 'http1' | 'h2'): LoadClient {
-  return protocol === 'h2' ? new Http2Client(target, config) : new Http1Client(target, config);
+export function createClient(target: Target, config: ClientConfig): LoadClient {
+  return config.protocol === 'h2' ? new Http2Client(target, config) : new Http1Client(target, config);
 }
 
 class Http1Client implements LoadClient {

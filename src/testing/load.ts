@@ -1,8 +1,9 @@
 import { invalidArgType, invalidArgValue } from '../core/errors.js';
 import { validateBoolean, validateInteger, validateObject, validateString } from '../core/validate.js';
-import { createClient, type RawOutcome } from './clients.js';
+import { createClient } from './clients.js';
 import { LoadError } from './errors.js';
-import { ERROR_KINDS, classifyError, type ErrorKind } from './outcome.js';
+import type { Counts } from './outcome.js';
+import { Recorder, round, type Measurements } from './recorder.js';
 import { resolveTarget } from './target.js';
 
 /** What `during()` is given. */
@@ -87,32 +88,6 @@ export interface LoadOptions<T = unknown> {
   signal?: AbortSignal;
 }
 
-export type Counts = Record<ErrorKind, number>;
-
-/** Outcomes settled within one bucket of the timeline. */
-export interface TimelineBucket extends Counts {
-  /** Start of the bucket, ms since the load began. */
-  t: number;
-  /** Responses with status < 400. */
-  ok: number;
-  /** Responses with status >= 400. */
-  httpError: number;
-  /** Requests in flight when the bucket ended. */
-  inFlight: number;
-  /** What `options.sample` returned at the end of the bucket. */
-  samples?: Record<string, number>;
-}
-
-/** Response latencies in milliseconds (complete responses, any status). */
-export interface LatencySummary {
-  count: number;
-  mean: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-}
-
 export interface LoadProgress {
   elapsedMs: number;
   durationMs: number;
@@ -125,7 +100,7 @@ export interface LoadProgress {
   during: 'none' | 'waiting' | 'running' | 'settled';
 }
 
-export interface LoadReport<T = unknown> {
+export interface LoadReport<T = unknown> extends Measurements {
   target: { url: string; address: string; port: number; secure: boolean };
   protocol: 'http1' | 'h2';
   connection: 'new' | 'keep-alive';
@@ -134,128 +109,12 @@ export interface LoadReport<T = unknown> {
   /** From the first request to the last settled one. */
   elapsedMs: number;
   stoppedBy: 'duration' | 'maxRequests' | 'signal';
-  /** Requests settled: responses plus errors. */
-  requests: number;
-  /** Complete responses, any status. */
-  responses: number;
-  /** Responses with status < 400. */
-  ok: number;
-  /** Responses with status >= 400. */
-  httpErrors: number;
-  status: Record<string, number>;
-  /** Failed requests by kind; see `ErrorKind`. */
-  kinds: Counts;
-  /** Failed requests by code: system codes (`ECONNRESET`…) or ours (`EOF_BEFORE_RESPONSE`…; see `ERROR_CODES`). */
-  errors: Record<string, number>;
-  /** The first message seen for each code. */
-  examples: Record<string, string>;
-  latency: LatencySummary;
-  timeline: { bucketMs: number; buckets: TimelineBucket[] };
-  /** Instants recorded by `during()` through `context.mark()`. */
-  marks: { label: string; atMs: number }[];
   /** Set once `during()` was called (not when the load ended before `duringAt`). */
   during?: { atMs: number; settledAtMs: number; result?: T };
 }
 
 const MAX_CONCURRENCY = 10_000;
 const MAX_DURATION_MS = 3_600_000;
-
-function emptyCounts(): Counts {
-  return { reset: 0, refused: 0, closed: 0, retryable: 0, tls: 0, timeout: 0, other: 0 };
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 100) / 100;
-}
-
-class Recorder {
-  readonly start = performance.now();
-  readonly bucketMs: number;
-  readonly buckets: TimelineBucket[] = [];
-  readonly kinds = emptyCounts();
-  readonly errors: Record<string, number> = {};
-  readonly examples: Record<string, string> = {};
-  readonly status: Record<string, number> = {};
-  readonly marks: { label: string; atMs: number }[] = [];
-  started = 0;
-  settled = 0;
-  responses = 0;
-  ok = 0;
-  httpErrors = 0;
-  inFlight = 0;
-  #latencies = new Float64Array(1024);
-
-  constructor(bucketMs: number) {
-    this.bucketMs = bucketMs;
-  }
-
-  elapsed(): number {
-    return performance.now() - this.start;
-  }
-
-  bucket(at = this.elapsed()): TimelineBucket {
-    const index = Math.floor(at / this.bucketMs);
-    while (this.buckets.length <= index) {
-      this.buckets.push({
-        t: this.buckets.length * this.bucketMs,
-        ok: 0,
-        httpError: 0,
-        ...emptyCounts(),
-        inFlight: this.inFlight,
-      });
-    }
-    return this.buckets[index]!;
-  }
-
-  record(outcome: RawOutcome, began: number): void {
-    const now = performance.now();
-    const bucket = this.bucket(now - this.start);
-    this.settled++;
-    if (outcome.status !== undefined) {
-      if (this.responses === this.#latencies.length) {
-        const grown = new Float64Array(this.#latencies.length * 2);
-        grown.set(this.#latencies);
-        this.#latencies = grown;
-      }
-      this.#latencies[this.responses++] = now - began;
-      this.status[outcome.status] = (this.status[outcome.status] ?? 0) + 1;
-      if (outcome.status < 400) {
-        this.ok++;
-        bucket.ok++;
-      } else {
-        this.httpErrors++;
-        bucket.httpError++;
-      }
-      return;
-    }
-    const { kind, code } = classifyError(outcome.error, outcome.socketError);
-    this.kinds[kind]++;
-    bucket[kind]++;
-    this.errors[code] = (this.errors[code] ?? 0) + 1;
-    if (this.examples[code] === undefined) {
-      const error = outcome.error as { message?: unknown } | undefined;
-      this.examples[code] = typeof error?.message === 'string' ? error.message : String(outcome.error);
-    }
-  }
-
-  latency(): LatencySummary {
-    const sorted = this.#latencies.subarray(0, this.responses).sort();
-    const count = sorted.length;
-    if (count === 0) return { count, mean: 0, p50: 0, p90: 0, p99: 0, max: 0 };
-    // Nearest rank.
-    const at = (p: number): number => sorted[Math.min(count - 1, Math.ceil((p / 100) * count) - 1)]!;
-    let sum = 0;
-    for (const value of sorted) sum += value;
-    return {
-      count,
-      mean: round(sum / count),
-      p50: round(at(50)),
-      p90: round(at(90)),
-      p99: round(at(99)),
-      max: round(sorted[count - 1]!),
-    };
-  }
-}
 
 function optional<V>(value: V | undefined, fallback: V): V {
   return value === undefined ? fallback : value;
@@ -306,11 +165,56 @@ function validate<T>(options: LoadOptions<T>) {
       'options.rejectUnauthorized',
       optional(options.rejectUnauthorized, options.ca !== undefined),
     ),
+    ca: options.ca,
     allowRemote: validateBoolean('options.allowRemote', optional(options.allowRemote, false)),
   };
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A call of `options.during`: its times and result for the report; what it threw, once settled. */
+interface DuringCall<T> {
+  info: NonNullable<LoadReport<T>['during']>;
+  failure: Promise<{ error: unknown } | undefined>;
+}
+
+function callDuring<T>(during: NonNullable<LoadOptions<T>['during']>, recorder: Recorder): DuringCall<T> {
+  const info: DuringCall<T>['info'] = { atMs: round(recorder.elapsed()), settledAtMs: -1 };
+  const context: DuringContext = { mark: (label) => recorder.mark(label), elapsed: () => recorder.elapsed() };
+  const failure = (async () => during(context))().then(
+    (value) => {
+      info.settledAtMs = round(recorder.elapsed());
+      info.result = value;
+      return undefined;
+    },
+    (error: unknown) => {
+      info.settledAtMs = round(recorder.elapsed());
+      return { error };
+    },
+  );
+  return { info, failure };
+}
+
+/**
+ * Once the load has ended: waits up to `timeoutMs` for `during()` to settle,
+ * puts its times and result on the report, and throws (the report attached)
+ * if it failed or did not settle.
+ */
+async function awaitDuring<T>(call: DuringCall<T>, report: LoadReport<T>, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+  });
+  const failure = await Promise.race([call.failure, timedOut]);
+  clearTimeout(timer);
+  report.during = call.info;
+  if (failure === 'timeout') {
+    throw new LoadError('ERR_DURING_TIMEOUT', `during() had not settled ${timeoutMs} ms after the load ended`, { report });
+  }
+  if (failure !== undefined) {
+    throw new LoadError('ERR_DURING_FAILED', 'during() threw; the report is on error.report', { cause: failure.error, report });
+  }
+}
 
 /**
  * Drives a server with `concurrency` clients for `duration` ms, calls
@@ -323,100 +227,53 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 export async function runUnderLoad<T = undefined>(options: LoadOptions<T>): Promise<LoadReport<T>> {
   const config = validate(options);
   const target = await resolveTarget(options.url, config.allowRemote);
-  const signal = options.signal;
-  const client = createClient(
-    target,
-    {
-      connection: config.connection,
-      concurrency: config.concurrency,
-      method: config.method,
-      headers: config.headers,
-      requestTimeout: config.requestTimeout,
-      ca: options.ca,
-      rejectUnauthorized: config.rejectUnauthorized,
-    },
-    config.protocol,
-  );
+  const client = createClient(target, config);
   const recorder = new Recorder(config.bucketMs);
-  let stopping = false;
-  let stoppedBy: LoadReport['stoppedBy'] = 'duration';
+  const run: { stoppedBy?: LoadReport['stoppedBy']; during?: DuringCall<T> } = {};
   const stop = (why: LoadReport['stoppedBy']): void => {
-    if (stopping) return;
-    stopping = true;
-    stoppedBy = why;
+    run.stoppedBy ??= why;
   };
   const onAbort = (): void => stop('signal');
-  if (signal?.aborted) stop('signal');
-  signal?.addEventListener('abort', onAbort, { once: true });
-
-  let duringState: LoadProgress['during'] = options.during === undefined ? 'none' : 'waiting';
-  let duringPromise: Promise<{ ok: true; value: T } | { ok: false; error: unknown }> | undefined;
-  let duringInfo: { atMs: number; settledAtMs: number; result?: T } | undefined;
-  const context: DuringContext = {
-    mark: (label) => recorder.marks.push({ label: String(label), atMs: round(recorder.elapsed()) }),
-    elapsed: () => recorder.elapsed(),
-  };
+  if (options.signal?.aborted) stop('signal');
+  options.signal?.addEventListener('abort', onAbort, { once: true });
   const startDuring = (): void => {
-    const during = options.during;
-    if (during === undefined || duringPromise !== undefined || stopping) return;
-    duringState = 'running';
-    const info: { atMs: number; settledAtMs: number; result?: T } = { atMs: round(recorder.elapsed()), settledAtMs: -1 };
-    duringInfo = info;
-    duringPromise = (async () => during(context))().then(
-      (value) => {
-        duringState = 'settled';
-        info.settledAtMs = round(recorder.elapsed());
-        info.result = value;
-        return { ok: true as const, value };
-      },
-      (error: unknown) => {
-        duringState = 'settled';
-        info.settledAtMs = round(recorder.elapsed());
-        return { ok: false as const, error };
-      },
-    );
+    if (options.during !== undefined && run.during === undefined && run.stoppedBy === undefined) {
+      run.during = callDuring(options.during, recorder);
+    }
+  };
+  const duringState = (): LoadProgress['during'] => {
+    if (run.during !== undefined) return run.during.info.settledAtMs < 0 ? 'running' : 'settled';
+    return options.during === undefined ? 'none' : 'waiting';
   };
 
-  const progress = (): LoadProgress => ({
-    elapsedMs: recorder.elapsed(),
-    durationMs: config.duration,
-    requests: recorder.settled,
-    responses: recorder.responses,
-    kinds: { ...recorder.kinds },
-    inFlight: recorder.inFlight,
-    phase: stopping ? 'finishing' : 'running',
-    during: duringState,
-  });
-  const sample = (): void => {
-    const bucket = recorder.bucket();
-    bucket.inFlight = recorder.inFlight;
-    const samples = options.sample?.();
-    if (samples !== undefined) bucket.samples = { ...samples };
-  };
+  const sample = (): void => recorder.sample(options.sample?.());
   sample();
   const timers: NodeJS.Timeout[] = [
     setTimeout(() => stop('duration'), config.duration),
     setTimeout(startDuring, config.duringAt),
     setInterval(sample, config.bucketMs),
   ];
-  if (options.onProgress !== undefined) {
-    const onProgress = options.onProgress;
+  const onProgress = options.onProgress;
+  if (onProgress !== undefined) {
+    const progress = (): LoadProgress => ({
+      ...recorder.progress(),
+      durationMs: config.duration,
+      phase: run.stoppedBy === undefined ? 'running' : 'finishing',
+      during: duringState(),
+    });
     timers.push(setInterval(() => onProgress(progress()), config.progressInterval));
   }
 
   const worker = async (slot: number): Promise<void> => {
-    while (!stopping) {
+    while (run.stoppedBy === undefined) {
       if (recorder.started >= config.maxRequests) {
         stop('maxRequests');
         break;
       }
-      recorder.started++;
-      recorder.inFlight++;
-      const began = performance.now();
+      const began = recorder.begin();
       const outcome = await client.request(slot);
-      recorder.inFlight--;
-      recorder.record(outcome, began);
-      if (outcome.status === undefined && config.backoff > 0 && !stopping) await sleep(config.backoff);
+      recorder.settle(outcome, began);
+      if (outcome.status === undefined && config.backoff > 0 && run.stoppedBy === undefined) await sleep(config.backoff);
     }
   };
 
@@ -425,10 +282,9 @@ export async function runUnderLoad<T = undefined>(options: LoadOptions<T>): Prom
     await Promise.all(Array.from({ length: config.concurrency }, (_, slot) => worker(slot)));
   } finally {
     for (const timer of timers) clearTimeout(timer);
-    signal?.removeEventListener('abort', onAbort);
+    options.signal?.removeEventListener('abort', onAbort);
     client.close();
   }
-  const elapsedMs = round(recorder.elapsed());
 
   const report: LoadReport<T> = {
     target: { url: target.url.href, address: target.address, port: target.port, secure: target.secure },
@@ -436,44 +292,11 @@ export async function runUnderLoad<T = undefined>(options: LoadOptions<T>): Prom
     connection: config.connection,
     concurrency: config.concurrency,
     durationMs: config.duration,
-    elapsedMs,
-    stoppedBy,
-    requests: recorder.settled,
-    responses: recorder.responses,
-    ok: recorder.ok,
-    httpErrors: recorder.httpErrors,
-    status: recorder.status,
-    kinds: recorder.kinds,
-    errors: recorder.errors,
-    examples: recorder.examples,
-    latency: recorder.latency(),
-    timeline: { bucketMs: config.bucketMs, buckets: recorder.buckets },
-    marks: recorder.marks,
+    elapsedMs: round(recorder.elapsed()),
+    // The workers return only once the load was stopped.
+    stoppedBy: run.stoppedBy ?? 'duration',
+    ...recorder.measurements(),
   };
-
-  if (duringPromise !== undefined) {
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), config.duringTimeout);
-    });
-    const settled = await Promise.race([duringPromise, timedOut]);
-    clearTimeout(timer);
-    report.during = duringInfo;
-    if (settled === 'timeout') {
-      throw new LoadError(
-        'ERR_DURING_TIMEOUT',
-        `during() had not settled ${config.duringTimeout} ms after the load ended`,
-        { report },
-      );
-    }
-    if (!settled.ok) {
-      throw new LoadError('ERR_DURING_FAILED', 'during() threw; the report is on error.report', {
-        cause: settled.error,
-        report,
-      });
-    }
-  }
+  if (run.during !== undefined) await awaitDuring(run.during, report, config.duringTimeout);
   return report;
 }
-
-export { ERROR_KINDS };

@@ -15,6 +15,13 @@ export type ErrorKind = 'reset' | 'refused' | 'closed' | 'retryable' | 'tls' | '
 
 export const ERROR_KINDS: readonly ErrorKind[] = ['reset', 'refused', 'closed', 'retryable', 'tls', 'timeout', 'other'];
 
+/** Failed requests by kind. */
+export type Counts = Record<ErrorKind, number>;
+
+export function emptyCounts(): Counts {
+  return Object.fromEntries(ERROR_KINDS.map((kind) => [kind, 0])) as Counts;
+}
+
 export interface Classified {
   kind: ErrorKind;
   /** The system error code, or a name of ours where Node's code is ambiguous (see {@link ERROR_CODES}). */
@@ -53,6 +60,14 @@ function chain(...errors: unknown[]): ErrorLike[] {
   return found;
 }
 
+// System errors (those with a syscall) whose kind is not 'other'.
+const SYSTEM_KINDS = new Map<string, ErrorKind>([
+  ['ECONNRESET', 'reset'],
+  ['EPIPE', 'reset'],
+  ['ECONNREFUSED', 'refused'],
+  ['ETIMEDOUT', 'timeout'],
+]);
+
 const TLS_CODE = /^(ERR_SSL_|ERR_TLS_|EPROTO$|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_MISMATCH)/;
 
 /**
@@ -66,17 +81,7 @@ export function classifyError(error: unknown, socketError?: unknown): Classified
   for (const e of errors) {
     if (typeof e.syscall !== 'string' || typeof e.code !== 'string') continue;
     if (TLS_CODE.test(e.code)) return { kind: 'tls', code: e.code };
-    switch (e.code) {
-      case 'ECONNRESET':
-      case 'EPIPE':
-        return { kind: 'reset', code: e.code };
-      case 'ECONNREFUSED':
-        return { kind: 'refused', code: e.code };
-      case 'ETIMEDOUT':
-        return { kind: 'timeout', code: e.code };
-      default:
-        return { kind: 'other', code: e.code };
-    }
+    return { kind: SYSTEM_KINDS.get(e.code) ?? 'other', code: e.code };
   }
   const first = errors.find((e) => e === error) ?? errors[0] ?? {};
   const code = typeof first.code === 'string' ? first.code : 'UNKNOWN';
@@ -106,4 +111,34 @@ export function classifyError(error: unknown, socketError?: unknown): Classified
     if (typeof e.code === 'string' && TLS_CODE.test(e.code)) return { kind: 'tls', code: e.code };
   }
   return { kind: 'other', code };
+}
+
+/**
+ * What a shutdown is judged on: complete responses (any status), RSTs,
+ * refusals, and every other failed request (clean closes, TLS errors,
+ * timeouts, refused HTTP/2 streams) as `other`.
+ */
+interface Headline {
+  served: number;
+  reset: number;
+  refused: number;
+  other: number;
+}
+
+export function headline(counts: { requests: number; responses: number; kinds: Counts }): Headline {
+  const { reset, refused } = counts.kinds;
+  return { served: counts.responses, reset, refused, other: counts.requests - counts.responses - reset - refused };
+}
+
+export function headlineText(counts: { requests: number; responses: number; kinds: Counts }): string {
+  const { served, reset, refused, other } = headline(counts);
+  return `${served} served · ${reset} reset · ${refused} refused · ${other} other`;
+}
+
+/** The entries of `errors` (by code) that {@link headline} counts as `other`. */
+export function otherErrors(errors: Record<string, number>): [code: string, count: number][] {
+  return Object.entries(errors).filter(([code]) => {
+    const kind = SYSTEM_KINDS.get(code);
+    return kind !== 'reset' && kind !== 'refused';
+  });
 }

@@ -2,7 +2,9 @@
 // that runs compare at a glance. Responses per bucket as a step line, failed
 // requests as stacked bars by kind, the accept-queue depth on its own axis,
 // and the instants that `during()` marked.
-import type { ErrorKind, LoadReport, TimelineBucket } from '../testing/index.js';
+import type { LoadReport } from './load.js';
+import { headlineText, type ErrorKind } from './outcome.js';
+import type { TimelineBucket } from './recorder.js';
 
 export interface TimelinePanel {
   title: string;
@@ -194,10 +196,7 @@ export function timelineSvg(heading: string, panels: TimelinePanel[]): string {
         `<text x="${n(x(mark.atMs) + 3)}" y="${top + 12 + (i % 3) * 12}" fill="${color}">${escape(mark.label)} ${n(mark.atMs / 1000)} s</text>`,
       );
     });
-    const summary =
-      `${report.responses} served · ${report.kinds.reset} reset · ${report.kinds.refused} refused · ` +
-      `${report.requests - report.responses - report.kinds.reset - report.kinds.refused} other · ` +
-      `p50 ${report.latency.p50} ms · p99 ${report.latency.p99} ms`;
+    const summary = `${headlineText(report)} · p50 ${report.latency.p50} ms · p99 ${report.latency.p99} ms`;
     out.push(
       `<text x="${LEFT + plotWidth}" y="${top - 10}" text-anchor="end" fill="#334155">${escape(summary)}</text>`,
       `</g>`,

@@ -1,9 +1,20 @@
-// `npm run demo`: the listening socket at work. Clients connect while accept()
-// is off, wait in the kernel's accept queue (counted by pending()), and are all
-// served once accept() is armed again; none of them is reset.
+// `graceful-listener demo-socket` (`npm run demo:socket`): the listening
+// socket at work. Clients connect while accept() is off, wait in the kernel's
+// accept queue (counted by pending()), and are all served once accept() is
+// armed again; none of them is reset.
 import net from 'node:net';
-import { parseArgs } from 'node:util';
-import { ListenSocket } from './index.js';
+import { ListenSocket } from '../index.js';
+import { parseCommand, parseInteger } from './options.js';
+
+export const DEMO_SOCKET_USAGE = `Usage: graceful-listener demo-socket [options]
+
+Opens a ListenSocket on 127.0.0.1 with accept() off, lets clients connect and
+wait in the kernel's accept queue, shows pending(), then arms accept() and
+serves them in batches: none is reset.
+
+Options:
+  --clients N    clients to queue, 1 to 4000 (default 200)
+  -h, --help`;
 
 interface Client {
   socket: net.Socket;
@@ -34,10 +45,10 @@ function fdRange(fds: number[]): string {
   return sorted.length === 1 ? `fd ${sorted[0]}` : `fds ${sorted[0]}…${sorted[sorted.length - 1]}`;
 }
 
-async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { clients: { type: 'string', default: '200' } } });
-  const count = Number(values.clients);
-  if (!Number.isInteger(count) || count < 1 || count > 4000) throw new RangeError('--clients must be 1…4000');
+export async function demoSocketCommand(argv: string[]): Promise<number> {
+  const parsed = parseCommand(argv, DEMO_SOCKET_USAGE, { clients: { type: 'string', default: '200' } });
+  if (parsed === undefined) return 0;
+  const count = parseInteger('clients', parsed.values.clients, 1, 4000);
 
   const listener = await ListenSocket.open({ host: '127.0.0.1', port: 0, backlog: 4096 });
   const { address, port } = listener.address();
@@ -80,10 +91,5 @@ async function main(): Promise<void> {
   listener.close();
   console.log(`6. Queue empty (queued: ${after.queued}), listener closed. closed = ${listener.closed}.`);
   for (const client of clients) client.socket.destroy();
-  if (answered !== count) process.exitCode = 1;
+  return answered === count ? 0 : 1;
 }
-
-main().catch((error: unknown) => {
-  console.error(error);
-  process.exitCode = 1;
-});
