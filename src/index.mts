@@ -21,4 +21,6 @@ export type {
   Pending,
   HandshakeRequest,
   ListenerErrorCode,
+  HandoverOptions,
+  HandoverEvent,
 } from './index.js';

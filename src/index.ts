@@ -12,3 +12,4 @@ export { ListenSocket } from './core/listen-socket.js';
 export type { HandshakeRequest, OpenOptions, Pending } from './core/listen-socket.js';
 export { ListenerError } from './core/errors.js';
 export type { ListenerErrorCode } from './core/errors.js';
+export type { HandoverOptions, HandoverEvent } from './reconfigure/handover.js';

@@ -1,7 +1,10 @@
+import fs from 'node:fs';
 import net from 'node:net';
-import { ListenerError } from './core/errors.js';
+import { ListenerError, invalidArgValue } from './core/errors.js';
 import { ListenSocket, type OpenOptions } from './core/listen-socket.js';
+import type { NativeAddress } from './core/native.js';
 import { listeningFd } from './core/node-internals.js';
+import { HandoverPoint, validateHandover, type HandoverOptions } from './reconfigure/handover.js';
 import { validateObject } from './core/validate.js';
 import type { DrainOptions } from './server/feed.js';
 import { ServerListener } from './server/server-listener.js';
@@ -14,6 +17,13 @@ export interface ListenOptions extends OpenOptions, DrainOptions {
   fd?: number;
   /** Aborting it closes the listener (two-phase, default timeouts). */
   signal?: AbortSignal;
+  /**
+   * Restart without a refused or reset client: the process serving this Unix
+   * control socket hands its listening socket over (SCM_RIGHTS) and retires;
+   * without one, this listen() binds fresh. Either way this process then
+   * serves the path to its own successor. A path, or `{ path, name, timeout }`.
+   */
+  handover?: string | HandoverOptions;
 }
 
 /** Options for {@link adopt}. */
@@ -33,11 +43,23 @@ export async function listen(server: net.Server, options: ListenOptions = {}): P
   validateObject('options', options);
   const signal = validateSignal(options.signal);
   const drain = validateDrainOptions(options);
+  const handover = options.handover === undefined ? undefined : validateHandover(options.handover);
+  if (handover !== undefined && options.fd !== undefined) {
+    throw invalidArgValue('options.handover', handover.path, 'cannot be used with options.fd');
+  }
   signal?.throwIfAborted();
   const claim = new ServerClaim(server, false);
+  const point = handover === undefined ? undefined : HandoverPoint.for(handover.path);
   let socket: ListenSocket;
+  let handedOver = false;
   try {
-    socket = options.fd !== undefined ? ListenSocket.adopt(options.fd) : await ListenSocket.open(options);
+    const offered = point === undefined ? undefined : await point.receive(handover!.name, handover!.timeout);
+    if (offered !== undefined) {
+      socket = adoptHandedOver(point!, offered, handover!.name, options);
+      handedOver = true;
+    } else {
+      socket = options.fd !== undefined ? ListenSocket.adopt(options.fd) : await ListenSocket.open(options);
+    }
   } catch (error) {
     claim.release();
     throw error;
@@ -54,8 +76,36 @@ export async function listen(server: net.Server, options: ListenOptions = {}): P
     socket.close();
     throw error;
   }
+  if (point !== undefined) {
+    if (handedOver) point.accepting(handover!.name, listener);
+    point.serve(handover!.name, listener);
+  }
   listener.announce();
   return listener;
+}
+
+// The predecessor's socket, if it is the one this listen() asks for.
+function adoptHandedOver(
+  point: HandoverPoint,
+  offered: { fd: number; address: NativeAddress },
+  name: string,
+  options: ListenOptions,
+): ListenSocket {
+  const { address, port } = offered.address;
+  const wrongPort = options.port !== undefined && options.port !== 0 && options.port !== port;
+  const wrongHost = options.host !== undefined && net.isIP(options.host) !== 0 && options.host !== address;
+  if (wrongPort || wrongHost) {
+    point.decline(offered.fd);
+    throw new ListenerError(
+      'ERR_HANDOVER_FAILED',
+      `The socket handed over as '${name}' listens on ${address}:${port}, not on ${options.host ?? address}:${options.port ?? port}`,
+    );
+  }
+  try {
+    return ListenSocket.adopt(offered.fd);
+  } finally {
+    fs.closeSync(offered.fd);
+  }
 }
 
 /**

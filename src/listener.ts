@@ -246,11 +246,12 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
    * accepting, drains this listener's connections and closes its own fd; it
    * never gates, sweeps or shuts down the shared socket — the filter and the
    * shutdown would act on the other owner's socket, and its queue is the
-   * other owner's to serve.
+   * other owner's to serve. `share(false)`: the other process has closed
+   * its fd, the socket is this listener's alone again.
    */
-  share(): void {
+  share(on = true): void {
     this.#assertNotClosed('share');
-    this.#shared = true;
+    this.#shared = on;
   }
 
   /** Starts feeding `sink`, the first generation: accept is armed. */

@@ -7,6 +7,7 @@ export type ListenerErrorCode =
   | 'ERR_SERVER_ALREADY_LISTEN'
   | 'ERR_SERVER_NOT_LISTENING'
   | 'ERR_SERVER_CLOSED'
+  | 'ERR_HANDOVER_FAILED'
   | 'ERR_UNSUPPORTED_PLATFORM';
 
 /** An error about the listener's lifecycle, not about the system. */

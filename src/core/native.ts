@@ -55,6 +55,12 @@ export interface NativeHandle {
   /** Each handshake in SYN_RECV on the listener's port (sock_diag). */
   handshakeRequests(): NativeHandshakeRequest[];
   gate(on: boolean): void;
+  /**
+   * SO_REUSEPORT steering: every new SYN of the group goes to the member at
+   * `index` (listen() order) through `SO_ATTACH_REUSEPORT_CBPF`; a negative
+   * index detaches the program (`SO_DETACH_REUSEPORT_BPF`).
+   */
+  steer(index: number): void;
   shutdown(): void;
   listen(backlog: number): void;
   address(): NativeAddress;
@@ -73,6 +79,24 @@ export interface NativeBinding {
   ): NativeHandle;
   adopt(fd: number): NativeHandle;
   readonly acceptBatch: number;
+  /**
+   * connect(2) to the AF_UNIX stream socket at `path` within `timeoutMs`;
+   * returns a CLOEXEC, non-blocking fd. ENOENT, ECONNREFUSED, ETIMEDOUT… as
+   * system errors.
+   */
+  unixConnect(path: string, timeoutMs: number): number;
+  /** sendmsg(2) of all of `data`, with `fds` as SCM_RIGHTS, on a connected AF_UNIX stream socket. */
+  sendWithFds(fd: number, data: Buffer, fds: number[]): void;
+  /**
+   * recvmsg(2) until a newline, EOF or `maxBytes`, waiting at most
+   * `timeoutMs` in all (ETIMEDOUT). Received fds are CLOEXEC
+   * (MSG_CMSG_CLOEXEC); on any error they are closed before it is thrown.
+   */
+  receiveWithFds(fd: number, timeoutMs: number, maxBytes: number): { data: Buffer; fds: number[]; eof: boolean };
+  /** SO_PEERCRED of a connected AF_UNIX socket. */
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number };
+  /** One datagram to the AF_UNIX datagram socket at `path` (`@name`: abstract): sd_notify(3). */
+  notify(path: string, message: string): void;
 }
 
 // Both src/ (tests) and dist/ (the package) sit one level below the package root.

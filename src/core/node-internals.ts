@@ -237,3 +237,12 @@ export function keepsAlive(response: http.ServerResponse): boolean {
 export function setKeepAlive(response: http.ServerResponse, on: boolean): void {
   (response as unknown as { shouldKeepAlive: boolean }).shouldKeepAlive = on;
 }
+
+/**
+ * The fd under a connected `net.Socket` (a TCP or Pipe wrap's `fd` getter),
+ * or undefined once it is closed.
+ */
+export function socketFd(socket: net.Socket): number | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
