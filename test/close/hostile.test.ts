@@ -100,8 +100,10 @@ describe('slowloris: header bytes trickling in while the server drains', () => {
     try {
       const report = await closedAndGone(listener, target, listener.close({ timeout: 400, forceTimeout: 400 }));
       expect(report).toMatchObject({ openAtClose: 1, served: 0, ended: 1, destroyed: 1, protocol: { http: { endedIdle: 0 } } });
-      // The FIN came at the deadline; nothing reset it before the force deadline.
-      expect(client.events).toEqual(['connect', 'end']);
+      // The FIN came at the deadline; nothing reset it before. A byte the
+      // trickle sends after the force deadline's destroy may draw a RST.
+      expect(client.events.slice(0, 2)).toEqual(['connect', 'end']);
+      expect(client.events.slice(2).filter((event) => !['ECONNRESET', 'EPIPE', 'close'].includes(event))).toEqual([]);
     } finally {
       stop();
     }
