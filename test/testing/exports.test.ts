@@ -1,5 +1,7 @@
-// `graceful-listener/testing` as a consumer loads it: the package's exports
-// map, CommonJS and ESM, one module instance. Needs dist/ (npm test builds it).
+// `graceful-listener` and `graceful-listener/testing` as a consumer loads
+// them: the package's exports map, CommonJS and ESM, one module instance,
+// and exactly the public names (a missing or stray export fails).
+// Needs dist/ (npm test builds it).
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -7,28 +9,63 @@ import { describe, expect, it } from 'vitest';
 
 const root = path.resolve(__dirname, '..', '..');
 
-describe('the graceful-listener/testing export', () => {
-  it('resolves for require and import to the same functions', () => {
+const MAIN_EXPORTS = ['ListenSocket', 'Listener', 'ListenerError', 'adopt', 'listen'];
+const TESTING_EXPORTS = [
+  'ERROR_CODES',
+  'ERROR_KINDS',
+  'LoadError',
+  'classifyError',
+  'isLoopback',
+  'runUnderLoad',
+  'selfSignedCertificate',
+];
+
+interface EntryShape {
+  /** Sorted export names of require(entry). */
+  cjs: string[];
+  /** Sorted export names of import(entry). */
+  esm: string[];
+  /** Names whose ESM value is not the CJS value (two module instances). */
+  different: string[];
+  resolved: string;
+}
+
+/** Loads `entry` both ways in a fresh process, from the package root. */
+function loadEntry(entry: string): EntryShape {
+  const script = `
+    const cjs = require(${JSON.stringify(entry)});
+    import(${JSON.stringify(entry)}).then((esm) => {
+      process.stdout.write(JSON.stringify({
+        cjs: Object.keys(cjs).sort(),
+        esm: Object.keys(esm).sort(),
+        different: Object.keys(esm).filter((name) => esm[name] !== cjs[name]),
+        resolved: require.resolve(${JSON.stringify(entry)}),
+      }));
+    });`;
+  return JSON.parse(execFileSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8', timeout: 20_000 })) as EntryShape;
+}
+
+describe('the package entries', () => {
+  it('graceful-listener/testing: require and import give exactly the public names, as the same values', () => {
     for (const file of ['dist/testing/index.js', 'dist/testing/index.mjs', 'dist/testing/index.d.ts', 'dist/testing/index.d.mts']) {
       expect(fs.existsSync(path.join(root, file)), `${file} (run npx tsc -p tsconfig.json)`).toBe(true);
     }
-    const script = `
-      const cjs = require('graceful-listener/testing');
-      import('graceful-listener/testing').then((esm) => {
-        process.stdout.write(JSON.stringify({
-          same: esm.runUnderLoad === cjs.runUnderLoad && esm.LoadError === cjs.LoadError,
-          names: Object.keys(esm).sort(),
-          resolved: require.resolve('graceful-listener/testing'),
-        }));
-      });`;
-    const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { cwd: root, encoding: 'utf8', timeout: 20_000 })) as {
-      same: boolean;
-      names: string[];
-      resolved: string;
-    };
-    expect(out.same).toBe(true);
-    expect(out.resolved).toBe(path.join(root, 'dist', 'testing', 'index.js'));
-    expect(out.names).toEqual(expect.arrayContaining(['runUnderLoad', 'selfSignedCertificate', 'classifyError', 'LoadError']));
+    const shape = loadEntry('graceful-listener/testing');
+    expect(shape.cjs).toEqual(TESTING_EXPORTS);
+    expect(shape.esm).toEqual(TESTING_EXPORTS);
+    expect(shape.different).toEqual([]);
+    expect(shape.resolved).toBe(path.join(root, 'dist', 'testing', 'index.js'));
+  });
+
+  it('graceful-listener: require and import give exactly the public names, as the same values', () => {
+    for (const file of ['dist/index.js', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts']) {
+      expect(fs.existsSync(path.join(root, file)), `${file} (run npx tsc -p tsconfig.json)`).toBe(true);
+    }
+    const shape = loadEntry('graceful-listener');
+    expect(shape.cjs).toEqual(MAIN_EXPORTS);
+    expect(shape.esm).toEqual(MAIN_EXPORTS);
+    expect(shape.different).toEqual([]);
+    expect(shape.resolved).toBe(path.join(root, 'dist', 'index.js'));
   });
 
   it('declares the command in bin', () => {
