@@ -29,6 +29,8 @@ export interface ConnectionSink<C extends Connection = Connection> {
   limit(): number | undefined;
   /** Per-protocol figures for the drain's report. */
   stats?(): Record<string, unknown>;
+  /** A connection the server had before the listener took over (see `Listener.include`). */
+  include?(connection: C): void;
 }
 
 /** What happened to one generation's connections during a drain. */

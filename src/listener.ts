@@ -292,6 +292,30 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     }
   }
 
+  /**
+   * The current sink's connection limit changed (a server's
+   * `maxConnections` was set): accept again if there is room now, as Node
+   * reads the limit at each accept.
+   */
+  refreshLimit(): void {
+    if (this.#state !== 'closed') this.#updateArming();
+  }
+
+  /**
+   * Counts `connection` in the current generation although this listener did
+   * not accept it: one the server accepted itself before `adopt()`. It is
+   * drained, ended and destroyed like the others, and holds phase 2 open.
+   */
+  include(connection: C): void {
+    this.#assertNotClosed('include');
+    const generation = this.#current;
+    if (generation === undefined) throw new ListenerError('ERR_LISTENER_SERVING', 'Cannot include a connection before serve()');
+    if (generation.connections.has(connection)) return;
+    generation.connections.add(connection);
+    connection.once('close', () => this.#release(connection, generation));
+    guarded(() => generation.sink.include?.(connection));
+  }
+
   /** Stops accepting; the fd stays open and clients wait in the kernel queue. */
   pause(): void {
     this.#assertNotClosed('pause');
@@ -386,7 +410,9 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     // close ends by them.
     drain.timers.push(
       setTimeout(() => this.#deadline(drain), options.timeout),
-      setTimeout(() => this.#forceDeadline(drain), options.timeout + options.forceTimeout),
+      // Each is at most 2^31 - 1 ms, their sum need not be: Node would clamp
+      // an overflowing delay to 1 ms.
+      setTimeout(() => this.#forceDeadline(drain), Math.min(options.timeout + options.forceTimeout, MAX_TIMEOUT_MS)),
     );
     let firstLook: number | undefined;
     if (drain.mode === 'retire') {
@@ -615,7 +641,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       }, timeout),
       setTimeout(() => {
         for (const connection of generation.connections) this.#cut(connection, generation, 'destroyed');
-      }, timeout + forceTimeout),
+      }, Math.min(timeout + forceTimeout, MAX_TIMEOUT_MS)),
     ];
     generation.retirement = { tally, promise, resolve, timers };
     generation.startDraining([...generation.connections].filter((connection) => !this.#undelivered.has(connection)));

@@ -115,15 +115,6 @@ export function connectionsCheckingInterval(server: net.Server): NodeJS.Timeout 
 }
 
 /**
- * Stops http's connection-checking interval, as `httpServerPreClose` does
- * when the server closes. The drain keeps it running until the listener is
- * closed, so `headersTimeout`/`requestTimeout` still end slow clients.
- */
-export function stopConnectionsChecking(server: net.Server): void {
-  clearInterval(connectionsCheckingInterval(server));
-}
-
-/**
  * On Node ≥ 19, `http.Server.prototype.close` (and https's, and an http2
  * secure server's with `allowHTTP1`) runs `httpServerPreClose` first: it
  * calls `closeIdleConnections()`, which destroys every keep-alive connection
@@ -245,4 +236,45 @@ export function setKeepAlive(response: http.ServerResponse, on: boolean): void {
 export function socketFd(socket: net.Socket): number | undefined {
   const fd = (socket as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
   return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+/**
+ * The sockets an http or https server has open now: lib/_http_server.js
+ * keeps each connection's parser in a ConnectionsList (under the symbol
+ * `http.server.connections`) for `closeAllConnections()`; `all()` lists
+ * them, each with its `socket`. Empty for other servers, which keep no list.
+ */
+export function openHttpSockets(server: net.Server): net.Socket[] {
+  for (const symbol of Object.getOwnPropertySymbols(server)) {
+    if (symbol.description !== 'http.server.connections') continue;
+    const list = (server as unknown as Record<symbol, { all?: () => { socket?: net.Socket | null }[] }>)[symbol];
+    if (typeof list?.all !== 'function') return [];
+    return list
+      .all()
+      .map((parser) => parser.socket)
+      .filter((socket): socket is net.Socket => socket != null && !socket.destroyed);
+  }
+  return [];
+}
+
+/**
+ * Makes `server.maxConnections` an accessor that calls `onChange` after
+ * each assignment (Node reads the plain property at each accept; the
+ * listener, which arms accept by the limit, must hear of a change). Returns
+ * what restores the plain property, with its current value.
+ */
+export function watchMaxConnections(server: net.Server, onChange: () => void): () => void {
+  let value = server.maxConnections;
+  Object.defineProperty(server, 'maxConnections', {
+    configurable: true,
+    enumerable: true,
+    get: () => value,
+    set: (next: number) => {
+      value = next;
+      onChange();
+    },
+  });
+  return () => {
+    Object.defineProperty(server, 'maxConnections', { configurable: true, enumerable: true, writable: true, value });
+  };
 }

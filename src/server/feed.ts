@@ -42,6 +42,9 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
   readonly #http2: Http2Drain | undefined;
   readonly #onDrain: ((socket: net.Socket) => void) | undefined;
   readonly #takeover: ServerTakeover;
+  // The listener's connections (raw sockets): the server may have others of
+  // its own, after server.close() and a new server.listen().
+  readonly #ours = new WeakSet<net.Socket>();
   // Connections no protocol drain owns, by their raw socket.
   readonly #hooked = new WeakSet<net.Socket>();
   readonly #upgraded = new WeakSet<net.Socket>();
@@ -68,6 +71,7 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
   // the HTTP machinery: the drain hook and the deadline own it, never the
   // HTTP drain's quiet window.
   readonly #onHandOff = (request: { socket: net.Socket }): void => {
+    if (!this.#ours.has(rawSocketOf(request.socket) ?? request.socket)) return;
     this.#http?.forget(request.socket);
     const raw = rawSocketOf(request.socket) ?? request.socket;
     this.#upgraded.add(raw);
@@ -99,8 +103,9 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
   constructor(server: net.Server, takeover: ServerTakeover, options: DrainOptions = {}) {
     this.#server = server;
     this.#takeover = takeover;
-    this.#http = speaksHttp1(server) ? new HttpDrain(server, options.http) : undefined;
-    this.#http2 = isHttp2Server(server) ? new Http2Drain(server, options.http2) : undefined;
+    const owns = (socket: net.Socket): boolean => this.#ours.has(rawSocketOf(socket) ?? socket);
+    this.#http = speaksHttp1(server) ? new HttpDrain(server, owns, options.http) : undefined;
+    this.#http2 = isHttp2Server(server) ? new Http2Drain(server, owns, options.http2) : undefined;
     this.#onDrain = options.onDrain;
     if (server instanceof tls.Server) {
       server.prependListener('secureConnection', this.#onSecure);
@@ -130,6 +135,7 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
       socket.destroy();
       return;
     }
+    this.#ours.add(socket);
     if (draining && this.#ownsNoProtocol(socket)) {
       // After the server's handler, which may still end it or set it up.
       try {
@@ -155,6 +161,17 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
     for (const socket of connections) {
       if (this.#ownsNoProtocol(socket) || this.#upgraded.has(socket)) this.#hook(socket);
     }
+  }
+
+  /**
+   * A connection the server accepted itself before the listener took over
+   * (an http or https server's, after adopt()): drained like the others.
+   */
+  include(socket: net.Socket): void {
+    this.#ours.add(socket);
+    const raw = rawSocketOf(socket);
+    if (raw !== undefined) this.#ours.add(raw);
+    this.#http?.track(socket);
   }
 
   stats(): Record<string, unknown> {

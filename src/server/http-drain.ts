@@ -74,9 +74,15 @@ export class HttpDrain {
   readonly #stats: HttpDrainStats = { closedAfterResponse: 0, endedIdle: 0 };
   #draining = false;
 
-  readonly #onConnection = (socket: net.Socket): void => {
+  readonly #onConnection = (socket: net.Socket): void => this.track(socket);
+
+  /** Follows `socket` (a TLS socket on a TLS server) if it is one of the listener's. */
+  track(socket: net.Socket): void {
     // A TLS server's raw socket is tracked once it is a TLS socket.
     if (this.#server instanceof tls.Server && !(socket instanceof tls.TLSSocket)) return;
+    // The server may also have connections of its own (it listened again
+    // after server.close()): those are not this drain's.
+    if (!this.#owns(socket)) return;
     // An HTTP/2 session on an allowHTTP1 server belongs to the HTTP/2 drain.
     if (socket instanceof tls.TLSSocket && socket.alpnProtocol === 'h2') return;
     if (this.#sockets.has(socket)) return;
@@ -87,18 +93,15 @@ export class HttpDrain {
       this.#sockets.delete(socket);
     });
     if (this.#draining) this.#markQuiet(socket, tracked);
-  };
+  }
 
   readonly #onRequest = (request: http.IncomingMessage, response: http.ServerResponse): void => {
     if (request.httpVersionMajor === 2) return;
     const socket = request.socket;
-    let tracked = this.#sockets.get(socket);
-    if (tracked === undefined) {
-      this.#onConnection(socket);
-      tracked = this.#sockets.get(socket);
-    }
-    const owner = tracked;
-    if (owner !== undefined) {
+    if (!this.#sockets.has(socket)) this.track(socket);
+    const owner = this.#sockets.get(socket);
+    if (owner === undefined) return;
+    {
       owner.active++;
       clearTimeout(owner.quietTimer);
       owner.quietTimer = undefined;
@@ -116,15 +119,18 @@ export class HttpDrain {
     }
     if (this.#draining) this.#closeAfter(response);
     response.once('close', () => {
-      if (owner === undefined) return;
       if (owner.latest === response) owner.latest = undefined;
       owner.active--;
       if (this.#draining && owner.active === 0 && !socket.destroyed) this.#markQuiet(socket, owner);
     });
   };
 
-  constructor(server: net.Server, options: HttpDrainOptions = {}) {
+  readonly #owns: (socket: net.Socket) => boolean;
+
+  /** `owns` tells the listener's connections from any the server has of its own. */
+  constructor(server: net.Server, owns: (socket: net.Socket) => boolean, options: HttpDrainOptions = {}) {
     this.#server = server;
+    this.#owns = owns;
     this.#quietWindow = options.quietWindow ?? DEFAULT_QUIET_WINDOW_MS;
     this.#linger = options.linger ?? DEFAULT_LINGER_MS;
     // Prepended so they run before a handler that answers synchronously.

@@ -61,7 +61,8 @@ export class Http2Drain {
   #lastSocket: net.Socket | undefined;
 
   readonly #onConnection = (socket: net.Socket): void => {
-    this.#lastSocket = socket;
+    // A session on a connection the server has of its own is not this drain's.
+    this.#lastSocket = this.#owns(socket) ? socket : undefined;
   };
 
   readonly #onSession = (session: http2.ServerHttp2Session): void => {
@@ -92,8 +93,12 @@ export class Http2Drain {
     if (this.#draining) this.#goaway(session, entry);
   };
 
-  constructor(server: net.Server, options: Http2DrainOptions = {}) {
+  readonly #owns: (socket: net.Socket) => boolean;
+
+  /** `owns` tells the listener's connections from any the server has of its own. */
+  constructor(server: net.Server, owns: (socket: net.Socket) => boolean, options: Http2DrainOptions = {}) {
     this.#server = server;
+    this.#owns = owns;
     this.#pingTimeout = options.pingTimeout ?? DEFAULT_PING_TIMEOUT_MS;
     server.prependListener(this.#connectionEvent, this.#onConnection);
     server.prependListener('session', this.#onSession);

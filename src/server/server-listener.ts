@@ -1,5 +1,6 @@
 import type net from 'node:net';
 import type { ListenSocket } from '../core/listen-socket.js';
+import { openHttpSockets } from '../core/node-internals.js';
 import { validateObject } from '../core/validate.js';
 import type { DrainReport } from '../generation.js';
 import { Listener, type RetireOptions } from '../listener.js';
@@ -30,6 +31,9 @@ export class ServerListener extends Listener<net.Socket> {
     this.#drainOptions = drainOptions;
     this.#takeover = new ServerTakeover(claim, this);
     this.serve(new ServerFeed(claim.server, this.#takeover, drainOptions));
+    // What the server accepted itself before adopt() is drained too (http
+    // and https keep a list of their connections; net and tls keep none).
+    if (claim.adopting) for (const socket of openHttpSockets(claim.server)) this.include(socket);
     if (signal !== undefined) {
       signal.addEventListener('abort', this.#onAbort, { once: true });
       this.once('close', () => signal.removeEventListener('abort', this.#onAbort));

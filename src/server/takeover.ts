@@ -5,10 +5,11 @@ import {
   hasListenHandle,
   holdServerOpen,
   installListenHandle,
+  connectionsCheckingInterval,
   releaseServerHold,
   removeListenHandle,
   skipHttpPreClose,
-  stopConnectionsChecking,
+  watchMaxConnections,
   type ServerHandle,
 } from '../core/node-internals.js';
 import type { NativeAddress } from '../core/native.js';
@@ -109,6 +110,10 @@ export class ServerTakeover {
   readonly #handle: ServerHandle;
   readonly #connectionKey: string;
   readonly #undoCloseRoute: () => void;
+  readonly #unwatchLimit: () => void;
+  // http's connection-checking interval of this takeover (Node makes a new
+  // one if the server listens again; that one is not ours to stop).
+  #checking: NodeJS.Timeout | undefined;
   // server.close() closed the handle: Node dropped `_handle` and emits the
   // server's 'close' itself once its count allows (see ServerHandle.close).
   #closedByServer = false;
@@ -146,11 +151,15 @@ export class ServerTakeover {
     this.#connectionKey = `${family === 'IPv6' ? 6 : 4}:${address}:${port}`;
     installListenHandle(this.#server, this.#handle, this.#connectionKey);
     this.#undoCloseRoute = skipHttpPreClose(this.#server);
+    this.#unwatchLimit = watchMaxConnections(this.#server, () => listener.refreshLimit());
+    this.#checking = connectionsCheckingInterval(this.#server);
   }
 
   /** `'listening'`, as `server.listen()` emits it. */
   announce(): void {
     this.#server.emit('listening');
+    // http starts it from its 'listening' listener (setupConnectionsTracking).
+    this.#checking = connectionsCheckingInterval(this.#server);
   }
 
   /**
@@ -187,10 +196,11 @@ export class ServerTakeover {
     if (this.#released) return;
     this.#released = true;
     this.#undoCloseRoute();
+    this.#unwatchLimit();
     // Started by setupConnectionsTracking, cleared by Node's close path,
     // which ours skips: it kept headersTimeout/requestTimeout enforced while
     // draining.
-    stopConnectionsChecking(this.#server);
+    clearInterval(this.#checking);
     if (this.#closedByServer) releaseServerHold(this.#server);
     else removeListenHandle(this.#server, this.#handle);
     this.#claim.release();

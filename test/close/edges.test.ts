@@ -66,13 +66,13 @@ describe('resume() after another socket took the port in phase 2', () => {
   });
 });
 
-// Defects found by this pass (src/ is the main engineer's): each test states
-// what should happen and fails until it does.
+// Defects the adversarial pass found; each test failed on the code before
+// its fix.
 describe('defects', () => {
   // listener.ts arms the force deadline with setTimeout(timeout + forceTimeout);
   // each is validated to at most 2^31 - 1, their sum is not, and Node clamps
   // an overflowing delay to 1 ms (TimeoutOverflowWarning).
-  test.fails('close({ timeout: 2 ** 31 - 1 }): the largest timeout accepted does not destroy every connection at once', async () => {
+  test('close({ timeout: 2 ** 31 - 1 }): the largest timeout accepted does not destroy every connection at once', async () => {
     const warnings: string[] = [];
     const onWarning = (warning: Error): void => {
       warnings.push(warning.name);
@@ -98,7 +98,7 @@ describe('defects', () => {
 
   // The limit is read only when a connection is accepted or released
   // (Listener #updateArming): with none open, nothing ever reads it again.
-  test.fails('server.maxConnections raised from 0 while a client waits in the queue: the client is accepted', async () => {
+  test('server.maxConnections raised from 0 while a client waits in the queue: the client is accepted', async () => {
     const server = greeter();
     server.maxConnections = 0;
     const listener = opened.listener(await listen(server, { host: '127.0.0.1' }));
@@ -115,7 +115,7 @@ describe('defects', () => {
   // (openAtClose 0), and server.close() is routed past Node's
   // closeIdleConnections(), so an idle one stays until its client leaves or
   // keepAliveTimeout fires, and server.close(cb) waits for it.
-  test.fails('adopt(): an idle keep-alive connection the server accepted before adopt() is ended by the close', async () => {
+  test('adopt(): an idle keep-alive connection the server accepted before adopt() is ended by the close', async () => {
     const server = opened.server(http.createServer({ keepAliveTimeout: 60_000 }, (_request, response) => response.end('ok')));
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
@@ -151,7 +151,7 @@ describe('defects', () => {
       return { server, listener, port, old };
     }
 
-    test.fails("a connection the new listen accepts is not drained by the old close: its response is keep-alive", async () => {
+    test("a connection the new listen accepts is not drained by the old close: its response is keep-alive", async () => {
       const { listener, port, old } = await restarted();
       const fresh = tracked(RawClient.connect(port));
       fresh.socket.write(rawGet('/'));
@@ -161,7 +161,7 @@ describe('defects', () => {
       expect(response.headers.connection).toBe('keep-alive');
     });
 
-    test.fails("after the old drain ends, the new listen still enforces headersTimeout (slowloris gets its 408)", async () => {
+    test("after the old drain ends, the new listen still enforces headersTimeout (slowloris gets its 408)", async () => {
       const { listener, port, old } = await restarted({ headersTimeout: 300, requestTimeout: 600, connectionsCheckingInterval: 50 });
       old.socket.end();
       await opened.closed(listener);
