@@ -1,6 +1,6 @@
 // The ESM entry re-exports the CommonJS build, so both entry points share one
 // module instance (one addon load, one set of classes for instanceof).
-export { listen, adopt, Listener, ServerListener, ListenSocket, ListenerError } from './index.js';
+export { listen, adopt, sdNotify, Listener, ServerListener, ListenSocket, ListenerError } from './index.js';
 export type {
   ListenOptions,
   AdoptOptions,

@@ -13,3 +13,4 @@ export type { HandshakeRequest, OpenOptions, Pending } from './core/listen-socke
 export { ListenerError } from './core/errors.js';
 export type { ListenerErrorCode } from './core/errors.js';
 export type { HandoverOptions, HandoverEvent } from './reconfigure/handover.js';
+export { sdNotify } from './reconfigure/systemd.js';

@@ -5,6 +5,7 @@ import { ListenSocket, type OpenOptions } from './core/listen-socket.js';
 import type { NativeAddress } from './core/native.js';
 import { listeningFd } from './core/node-internals.js';
 import { HandoverPoint, validateHandover, type HandoverOptions } from './reconfigure/handover.js';
+import { releasePassed, sdNotify, takePassed, validateSystemd } from './reconfigure/systemd.js';
 import { validateObject } from './core/validate.js';
 import type { DrainOptions } from './server/feed.js';
 import { ServerListener } from './server/server-listener.js';
@@ -24,6 +25,15 @@ export interface ListenOptions extends OpenOptions, DrainOptions {
    * serves the path to its own successor. A path, or `{ path, name, timeout }`.
    */
   handover?: string | HandoverOptions;
+  /**
+   * Socket activation: adopt a socket systemd passed (`LISTEN_FDS`): `true`
+   * for the first one not taken yet, or its `FileDescriptorName=`. The socket
+   * stays systemd's: the listener's close retires (see `CloseReport.mode`).
+   * `READY=1` is sent to `NOTIFY_SOCKET` once the server is fed, `STOPPING=1`
+   * when the listener starts draining. Without systemd's variables (or for
+   * another `LISTEN_PID`, with a warning) it binds as `host`/`port` say.
+   */
+  systemd?: true | string;
 }
 
 /** Options for {@link adopt}. */
@@ -44,19 +54,32 @@ export async function listen(server: net.Server, options: ListenOptions = {}): P
   const signal = validateSignal(options.signal);
   const drain = validateDrainOptions(options);
   const handover = options.handover === undefined ? undefined : validateHandover(options.handover);
+  const systemd = options.systemd === undefined ? undefined : validateSystemd(options.systemd);
   if (handover !== undefined && options.fd !== undefined) {
     throw invalidArgValue('options.handover', handover.path, 'cannot be used with options.fd');
+  }
+  if (systemd !== undefined && (options.fd !== undefined || handover !== undefined)) {
+    throw invalidArgValue('options.systemd', systemd, 'cannot be used with options.fd or options.handover');
   }
   signal?.throwIfAborted();
   const claim = new ServerClaim(server, false);
   const point = handover === undefined ? undefined : HandoverPoint.for(handover.path);
   let socket: ListenSocket;
   let handedOver = false;
+  let fromSystemd = false;
   try {
     const offered = point === undefined ? undefined : await point.receive(handover!.name, handover!.timeout);
+    const passedFd = systemd === undefined ? undefined : takePassed(systemd);
     if (offered !== undefined) {
       socket = adoptHandedOver(point!, offered, handover!.name, options);
       handedOver = true;
+    } else if (passedFd !== undefined) {
+      try {
+        socket = ListenSocket.adopt(passedFd);
+      } finally {
+        releasePassed(passedFd);
+      }
+      fromSystemd = true;
     } else {
       socket = options.fd !== undefined ? ListenSocket.adopt(options.fd) : await ListenSocket.open(options);
     }
@@ -80,8 +103,24 @@ export async function listen(server: net.Server, options: ListenOptions = {}): P
     if (handedOver) point.accepting(handover!.name, listener);
     point.serve(handover!.name, listener);
   }
+  if (fromSystemd) listener.share();
   listener.announce();
+  if (systemd !== undefined) notifySystemd(listener);
   return listener;
+}
+
+// READY=1 now, STOPPING=1 when the listener starts draining; a failed
+// notification is reported, never fatal.
+function notifySystemd(listener: ServerListener): void {
+  const send = (state: string): void => {
+    try {
+      sdNotify(state);
+    } catch (error) {
+      process.emitWarning(error as Error);
+    }
+  };
+  send('READY=1');
+  listener.on('draining', () => send('STOPPING=1'));
 }
 
 // The predecessor's socket, if it is the one this listen() asks for.

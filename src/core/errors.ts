@@ -8,6 +8,7 @@ export type ListenerErrorCode =
   | 'ERR_SERVER_NOT_LISTENING'
   | 'ERR_SERVER_CLOSED'
   | 'ERR_HANDOVER_FAILED'
+  | 'ERR_SYSTEMD_SOCKET'
   | 'ERR_UNSUPPORTED_PLATFORM';
 
 /** An error about the listener's lifecycle, not about the system. */

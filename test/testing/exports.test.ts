@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 
 const root = path.resolve(__dirname, '..', '..');
 
-const MAIN_EXPORTS = ['ListenSocket', 'Listener', 'ListenerError', 'ServerListener', 'adopt', 'listen'];
+const MAIN_EXPORTS = ['ListenSocket', 'Listener', 'ListenerError', 'ServerListener', 'adopt', 'listen', 'sdNotify'];
 const TESTING_EXPORTS = [
   'ERROR_CODES',
   'ERROR_KINDS',
