@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { guarded } from './core/callout.js';
 import { ListenerError } from './core/errors.js';
-import type { HandshakeRequest, ListenSocket, Pending } from './core/listen-socket.js';
+import { migratesRequests, type HandshakeRequest, type ListenSocket, type Pending } from './core/listen-socket.js';
 import type { NativeAddress } from './core/native.js';
 import { validateInteger, validateObject } from './core/validate.js';
 import { DrainTally, Generation, type Connection, type ConnectionSink, type DrainReport } from './generation.js';
@@ -71,6 +71,16 @@ export interface CloseReport extends DrainReport {
    * without it, and the error was reported.
    */
   gated: boolean;
+  /**
+   * How an SO_REUSEPORT member with siblings closed, or null for a socket
+   * alone on its port. `'migrated'`: `net.ipv4.tcp_migrate_req` is on, so the
+   * shutdown moved its queue and half-open handshakes to a sibling.
+   * `'steered'`: every new SYN was steered to the sibling bound last
+   * (`SO_ATTACH_REUSEPORT_CBPF`) instead of gated — the reuseport hash would
+   * send a gated client's retransmits back to this member — then the queue
+   * was swept as usual.
+   */
+  reuseport: 'steered' | 'migrated' | null;
   /**
    * Connections still queued when accept(2) kept failing until the final
    * deadline and the socket was closed anyway (the kernel reset them).
@@ -415,19 +425,40 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       setTimeout(() => this.#forceDeadline(drain), Math.min(options.timeout + options.forceTimeout, MAX_TIMEOUT_MS)),
     );
     let firstLook: number | undefined;
+    const reuseport = drain.mode === 'retire' ? null : this.#reuseportPath();
     if (drain.mode === 'retire') {
       // Nothing to do on the socket: stop accepting, and phase 2 closes our fd.
       drain.phase = 'swept';
       drain.socketReport.queuedAtClose = this.#socket.pending().queued;
       this.#updateArming();
+    } else if (reuseport === 'migrated') {
+      // The kernel moves what is queued, and the handshakes in SYN_RECV, to
+      // a sibling at the shutdown: nothing to wait for, nothing to sweep.
+      drain.socketReport.reuseport = 'migrated';
+      drain.socketReport.queuedAtClose = this.#socket.pending().queued;
+      this.#socket.disarm();
+      this.#socket.shutdown();
+      drain.phase = 'swept';
+      this.#arming = 'off';
     } else {
       drain.timers.push(setTimeout(() => this.#endWaits(drain), options.handshakeWait));
-      // The gate goes on before anything slow: from here no new SYN enters the queue.
-      try {
-        this.#socket.gate(true);
-        drain.socketReport.gated = true;
-      } catch (error) {
-        this.#emitError(error as Error);
+      // New SYNs stop first, before anything slow: steered to the sibling
+      // bound last, or dropped by the gate.
+      if (reuseport === 'steered') {
+        try {
+          this.#socket.steer(this.#socket.reusePortSiblings());
+          drain.socketReport.reuseport = 'steered';
+        } catch (error) {
+          this.#emitError(error as Error);
+        }
+      }
+      if (drain.socketReport.reuseport === null) {
+        try {
+          this.#socket.gate(true);
+          drain.socketReport.gated = true;
+        } catch (error) {
+          this.#emitError(error as Error);
+        }
       }
       const { queued, backlog } = this.#socket.pending();
       drain.socketReport.queuedAtClose = queued;
@@ -443,9 +474,24 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       generation.startDraining([...generation.connections].filter((connection) => !this.#undelivered.has(connection)));
       if (!this.#isCurrent(drain)) return drain.promise;
     }
-    if (drain.mode === 'retire') this.#maybeFinish();
+    if (drain.phase === 'swept') this.#maybeFinish();
     else this.#waitForHandshakes(drain, firstLook);
     return drain.promise;
+  }
+
+  // How an SO_REUSEPORT member leaves its group without resetting what the
+  // hash sent it (DESIGN §2.5), or null when the socket is alone on its port.
+  #reuseportPath(): 'steered' | 'migrated' | null {
+    if (!this.#socket.reusePort) return null;
+    let siblings: number;
+    try {
+      siblings = this.#socket.reusePortSiblings();
+    } catch (error) {
+      this.#emitError(error as Error);
+      return null;
+    }
+    if (siblings === 0) return null;
+    return migratesRequests() ? 'migrated' : 'steered';
   }
 
   #newDrain(overflowWindow: number): Drain {
@@ -460,7 +506,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       resolve,
       reject,
       mode: this.#shared ? 'retire' : 'close',
-      socketReport: { mode: this.#shared ? 'retire' : 'close', queuedAtClose: 0, handshakingAtClose: 0, handshakesAbandoned: 0, gated: false, queueLost: 0 },
+      socketReport: { mode: this.#shared ? 'retire' : 'close', reuseport: null, queuedAtClose: 0, handshakingAtClose: 0, handshakesAbandoned: 0, gated: false, queueLost: 0 },
       tally: new DrainTally(this.#openConnections() + this.#unwrapped.length),
       phase: 'handshakes',
       overflowed: false,

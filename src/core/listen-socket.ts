@@ -1,4 +1,5 @@
 import dns from 'node:dns/promises';
+import fs from 'node:fs';
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import {
@@ -85,16 +86,18 @@ async function resolveHost(host: string | undefined, family: 4 | 6 | undefined):
 export class ListenSocket extends EventEmitter {
   readonly #handle: NativeHandle;
   readonly #backlog: number;
+  readonly #reusePort: boolean;
   #closed = false;
   #onAccept: ((fds: number[]) => void) | undefined;
   #backoffMs = FIRST_BACKOFF_MS;
   #backoffTimer: NodeJS.Timeout | undefined;
   #limit: number | undefined;
 
-  private constructor(handle: NativeHandle, backlog: number) {
+  private constructor(handle: NativeHandle, backlog: number, reusePort: boolean) {
     super();
     this.#handle = handle;
     this.#backlog = backlog;
+    this.#reusePort = reusePort;
   }
 
   /** Opens a new listening socket (`SOCK_CLOEXEC | SOCK_NONBLOCK`, `SO_REUSEADDR`). */
@@ -111,12 +114,12 @@ export class ListenSocket extends EventEmitter {
     if (options.host !== undefined) validateString('options.host', options.host);
     const { address, family } = await resolveHost(options.host, options.family);
     try {
-      return new ListenSocket(binding.open(family, address, port, backlog, reusePort, ipv6Only), backlog);
+      return new ListenSocket(binding.open(family, address, port, backlog, reusePort, ipv6Only), backlog, reusePort);
     } catch (error) {
       // Node falls back to IPv4 when the default dual-stack address is unavailable.
       const code = (error as NativeSystemError).code;
       if (options.host === undefined && options.family === undefined && (code === 'EAFNOSUPPORT' || code === 'EADDRNOTAVAIL')) {
-        return new ListenSocket(binding.open(4, '0.0.0.0', port, backlog, reusePort, false), backlog);
+        return new ListenSocket(binding.open(4, '0.0.0.0', port, backlog, reusePort, false), backlog, reusePort);
       }
       throw error;
     }
@@ -150,8 +153,10 @@ export class ListenSocket extends EventEmitter {
     }
     let reason: string | undefined;
     let cause: unknown;
+    let reusePort = false;
     try {
       const info = handle.info();
+      reusePort = info.reusePort;
       if (!info.inet || !info.stream || !info.tcp) reason = 'must be a TCP socket';
       else if (!info.listening) reason = 'must be a listening socket';
     } catch (error) {
@@ -162,7 +167,7 @@ export class ListenSocket extends EventEmitter {
       handle.close();
       throw invalidArgValue('fd', fd, reason, cause);
     }
-    return new ListenSocket(handle, handle.queueDepth().backlog);
+    return new ListenSocket(handle, handle.queueDepth().backlog, reusePort);
   }
 
   /** The socket's fd (owned by this object; -1 once closed). */
@@ -264,6 +269,32 @@ export class ListenSocket extends EventEmitter {
     this.#handle.ref(validateBoolean('on', on));
   }
 
+  /** Whether SO_REUSEPORT is set: other sockets may share the port. */
+  get reusePort(): boolean {
+    return this.#reusePort;
+  }
+
+  /**
+   * The other LISTEN sockets of this socket's SO_REUSEPORT group (same
+   * address and port, through sock_diag, which walks every socket of the
+   * namespace): 0 without SO_REUSEPORT.
+   */
+  reusePortSiblings(): number {
+    this.#assertOpen('reusePortSiblings');
+    return this.#reusePort ? Math.max(0, this.#handle.reusePortMembers() - 1) : 0;
+  }
+
+  /**
+   * Sends every new SYN of the SO_REUSEPORT group to the member at `index`
+   * (their listen() order; a closed member's slot is refilled by the last),
+   * or, with a negative index, lets the kernel hash again. Unlike the SYN
+   * gate, clients are served at once by the member steered to.
+   */
+  steer(index: number): void {
+    this.#assertOpen('steer');
+    this.#handle.steer(validateInteger('index', index, -1, 0xffff));
+  }
+
   /** SYN gate: while on, new SYNs are dropped (clients retransmit, no RST). */
   gate(on: boolean): void {
     this.#assertOpen('gate');
@@ -334,5 +365,18 @@ export class ListenSocket extends EventEmitter {
     if (this.#closed) {
       throw new ListenerError('ERR_LISTENER_CLOSED', `Cannot ${operation}: the listener is closed`);
     }
+  }
+}
+
+/**
+ * `net.ipv4.tcp_migrate_req` (Linux >= 5.14, per network namespace): when on,
+ * closing or shutting down an SO_REUSEPORT member moves its queued and
+ * half-open connections to a sibling instead of resetting them.
+ */
+export function migratesRequests(): boolean {
+  try {
+    return fs.readFileSync('/proc/sys/net/ipv4/tcp_migrate_req', 'utf8').trim() === '1';
+  } catch {
+    return false;
   }
 }

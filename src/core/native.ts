@@ -21,6 +21,8 @@ export interface NativeSocketInfo {
   inet: boolean;
   tcp: boolean;
   listening: boolean;
+  /** SO_REUSEPORT is set. */
+  reusePort: boolean;
 }
 
 /** A handshake in SYN_RECV as sock_diag reports it. */
@@ -61,6 +63,8 @@ export interface NativeHandle {
    * index detaches the program (`SO_DETACH_REUSEPORT_BPF`).
    */
   steer(index: number): void;
+  /** LISTEN sockets on this socket's address and port (sock_diag), this one included: its SO_REUSEPORT group. */
+  reusePortMembers(): number;
   shutdown(): void;
   listen(backlog: number): void;
   address(): NativeAddress;

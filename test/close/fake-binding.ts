@@ -115,6 +115,14 @@ export class FakeHandle implements NativeHandle {
     this.gated = on;
   }
 
+  steer(_index: number): void {
+    if (!this.#use('steer')) throw this.#badf('setsockopt');
+  }
+
+  reusePortMembers(): number {
+    return 1;
+  }
+
   shutdown(): void {
     if (!this.#use('shutdown')) throw this.#badf('shutdown');
     this.#shutdown();
@@ -131,7 +139,7 @@ export class FakeHandle implements NativeHandle {
   }
 
   info(): NativeSocketInfo {
-    return { stream: true, inet: true, tcp: true, listening: this.listening };
+    return { stream: true, inet: true, tcp: true, listening: this.listening, reusePort: false };
   }
 
   close(): void {
