@@ -164,6 +164,16 @@ static void abandon_slow_connects(double t, double timeout_ms) {
     if (t - s->at < timeout_ms) break;
     ring_head++;
     if (conns[s->fd].state == CONNECTING && conns[s->fd].generation == s->generation) {
+      // The kernel may have completed the handshake (a SYN-ACK to the last
+      // retransmitted SYN) with EPOLLOUT not read yet: that connection is
+      // established, and closing it now would hand the server a connection
+      // counted here as timed out.
+      struct sockaddr_in peer;
+      socklen_t len = sizeof(peer);
+      if (getpeername(s->fd, (struct sockaddr *)&peer, &len) == 0) {
+        on_writable(s->fd);
+        continue;
+      }
       timed_out++;
       finish(s->fd);
     }
