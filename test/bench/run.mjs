@@ -2,7 +2,7 @@
 // Node's own path, then one summary table of the ratios. Not a test.
 //
 //   npm run bench                       (compiles dist/ first)
-//   node test/bench/run.mjs [--only accept,listen-accept,close,resources,drain]
+//   node test/bench/run.mjs [--only accept,listen-accept,close,resources,drain,soak]
 //
 // Each benchmark writes bench-results/<name>.json; the summary goes to
 // bench-results/summary.json. The drain benchmark drives the server with wrk
@@ -23,6 +23,7 @@ const BENCHES = [
   { name: 'close', file: 'close.mjs', what: 'resets per close under fresh-TLS load; idle close latency' },
   { name: 'resources', file: 'resources.mjs', what: 'pending() cost; RSS and fds over 100k accept/release cycles', nodeArgs: ['--expose-gc'] },
   { name: 'drain', file: 'drain.mjs', what: 'wrk keep-alive and h2load, close mid-run', needs: ['wrk', 'h2load'] },
+  { name: 'soak', file: 'soak.mjs', what: '100 close + re-listen cycles on one port under fresh-TLS load; fds and RSS', nodeArgs: ['--expose-gc'] },
 ];
 
 function installed(command) {
@@ -70,6 +71,24 @@ function summarize(name, json) {
         const cut = (totals) => (totals.read ?? 0) + (totals.failed ?? 0) + (totals.errored ?? 0) + (totals.timeout ?? 0);
         return [`${scenario}: requests cut, listener.close() vs server.close()`, `${cut(variants.listener.totals)} vs ${cut(variants.node.totals)}`];
       });
+    case 'soak': {
+      const { listener, node } = json.summary;
+      const failures = (totals) => totals.closed + totals.timeout + totals.tls + totals.other;
+      return [
+        [
+          `resets per close, listener.close() (${listener.closes}) vs server.close() (${node.closes})`,
+          `${fixed(listener.resetsPerClose.mean)} vs ${fixed(node.resetsPerClose.mean)}`,
+        ],
+        [
+          'listener: refused / other errors / served',
+          `${listener.refused} / ${failures(listener)} / ${listener.served}`,
+        ],
+        [
+          `fds and RSS per cycle, cycles ${json.growth.fromCycle} to ${json.growth.toCycle}`,
+          `${fixed(json.growth.fdsPerCycle)} fds, ${fixed(json.growth.rssKiBPerCycle, 0)} KiB`,
+        ],
+      ];
+    }
     default:
       return [];
   }

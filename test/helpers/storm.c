@@ -1,6 +1,6 @@
 // Open-loop connect storm for test/close (compiled at test time with cc).
 //
-//   storm <ipv4> <port> <connects per second> <max ms> <grace ms> <connect timeout ms>
+//   storm <ipv4> <port> <connects per second> <max ms> <grace ms> <connect timeout ms> [<trace file>]
 //
 // Starts connections at a fixed rate whatever happens to earlier ones (open
 // loop), until stdin reaches EOF or <max ms> passed. A connection still
@@ -25,6 +25,13 @@
 //   noAnswer      established, clean EOF without the answer (a failure)
 //   stalled       established, still open when the grace ran out (a failure)
 //   other         any other error: {"errno": count}
+//
+// With <trace file>, one line per connection is written there when it ends:
+// "<started> <established> <ended> <outcome> <local port>", times in
+// milliseconds of CLOCK_MONOTONIC (process.hrtime.bigint() / 1e6 in Node on
+// Linux), <established> -1 when it never was, <outcome> one of the keys above
+// or "other:<ERRNO>": each client can be placed on the server's timeline, and
+// matched to the connection the server accepted by its port.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -46,6 +53,8 @@ struct conn {
   unsigned generation;
   int got;  // bytes of the answer matched so far
   int bad;  // received something other than the answer
+  double started, established;
+  int port;  // local port, when tracing
 };
 
 static struct conn *conns;
@@ -64,11 +73,18 @@ struct started {
 static struct started *ring;
 static long ring_head, ring_tail, ring_size;
 static unsigned generations;
+static FILE *trace;
 
 static double now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void traced(int fd, const char *outcome) {
+  if (trace == NULL) return;
+  fprintf(trace, "%.3f %.3f %.3f %s %d\n", conns[fd].started, conns[fd].established, now_ms(), outcome,
+          conns[fd].port);
 }
 
 static void finish(int fd) {
@@ -83,12 +99,20 @@ static void count_error(int fd, int err) {
   if (err == ECONNRESET || err == EPIPE) {
     if (was_established) reset_established++;
     else reset_connecting++;
+    traced(fd, was_established ? "resetEstablished" : "resetConnecting");
   } else if (!was_established && err == ECONNREFUSED) {
     refused++;
+    traced(fd, "refused");
   } else if (!was_established && err == ETIMEDOUT) {
     timed_out++;
+    traced(fd, "timedOut");
   } else {
     other[err & 0xff]++;
+    if (trace != NULL) {
+      char outcome[64];
+      snprintf(outcome, sizeof(outcome), "other:%s", strerrorname_np(err) ? strerrorname_np(err) : "?");
+      traced(fd, outcome);
+    }
   }
   finish(fd);
 }
@@ -107,12 +131,19 @@ static void start(struct sockaddr_in *addr) {
   }
   attempted++;
   inflight++;
-  conns[fd] = (struct conn){CONNECTING, ++generations, 0, 0};
-  ring[ring_tail++ % ring_size] = (struct started){fd, generations, now_ms()};
+  double t = now_ms();
+  conns[fd] = (struct conn){CONNECTING, ++generations, 0, 0, t, -1, 0};
+  ring[ring_tail++ % ring_size] = (struct started){fd, generations, t};
   struct epoll_event ev = {.events = EPOLLOUT, .data.fd = fd};
   epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
   if (connect(fd, (struct sockaddr *)addr, sizeof(*addr)) != 0 && errno != EINPROGRESS) {
     count_error(fd, errno);
+    return;
+  }
+  if (trace != NULL) {
+    struct sockaddr_in local;
+    socklen_t len = sizeof(local);
+    if (getsockname(fd, (struct sockaddr *)&local, &len) == 0) conns[fd].port = ntohs(local.sin_port);
   }
 }
 
@@ -125,6 +156,7 @@ static void on_writable(int fd) {
     return;
   }
   conns[fd].state = ESTABLISHED;
+  conns[fd].established = now_ms();
   established++;
   if (send(fd, "ping\n", 5, MSG_NOSIGNAL) != 5) {
     count_error(fd, errno);
@@ -147,8 +179,10 @@ static void on_readable(int fd) {
       continue;
     }
     if (n == 0) {
-      if (conns[fd].got == 5 && !conns[fd].bad) answered++;
+      int ok = conns[fd].got == 5 && !conns[fd].bad;
+      if (ok) answered++;
       else no_answer++;
+      traced(fd, ok ? "answered" : "noAnswer");
       finish(fd);
       return;
     }
@@ -164,7 +198,18 @@ static void abandon_slow_connects(double t, double timeout_ms) {
     if (t - s->at < timeout_ms) break;
     ring_head++;
     if (conns[s->fd].state == CONNECTING && conns[s->fd].generation == s->generation) {
+      // The kernel may have completed the handshake (a SYN-ACK to the last
+      // retransmitted SYN) with EPOLLOUT not read yet: that connection is
+      // established, and closing it now would hand the server a connection
+      // counted here as timed out.
+      struct sockaddr_in peer;
+      socklen_t len = sizeof(peer);
+      if (getpeername(s->fd, (struct sockaddr *)&peer, &len) == 0) {
+        on_writable(s->fd);
+        continue;
+      }
       timed_out++;
+      traced(s->fd, "timedOut");
       finish(s->fd);
     }
   }
@@ -177,8 +222,12 @@ static int stdin_closed(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 7) {
-    fprintf(stderr, "usage: storm <ipv4> <port> <rate> <max ms> <grace ms> <connect timeout ms>\n");
+  if (argc != 7 && argc != 8) {
+    fprintf(stderr, "usage: storm <ipv4> <port> <rate> <max ms> <grace ms> <connect timeout ms> [<trace file>]\n");
+    return 2;
+  }
+  if (argc == 8 && (trace = fopen(argv[7], "w")) == NULL) {
+    perror(argv[7]);
     return 2;
   }
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons(atoi(argv[2]))};
@@ -229,9 +278,15 @@ int main(int argc, char **argv) {
     }
   }
   for (int fd = 0; fd < max_fds; fd++) {
-    if (conns[fd].state == CONNECTING) timed_out++;
-    else if (conns[fd].state == ESTABLISHED) stalled++;
+    if (conns[fd].state == CONNECTING) {
+      timed_out++;
+      traced(fd, "timedOut");
+    } else if (conns[fd].state == ESTABLISHED) {
+      stalled++;
+      traced(fd, "stalled");
+    }
   }
+  if (trace != NULL) fclose(trace);
   printf("{\"attempted\":%ld,\"established\":%ld,\"answered\":%ld,\"refused\":%ld,\"timedOut\":%ld,"
          "\"resetEstablished\":%ld,\"resetConnecting\":%ld,\"noAnswer\":%ld,\"stalled\":%ld,\"other\":{",
          attempted, established, answered, refused, timed_out, reset_established, reset_connecting,
