@@ -140,7 +140,7 @@ function summary(result: CycleResult): string {
 }
 
 describe('open-loop connect storm, listen/close cycles on one port', () => {
-  test('backlog 511, 20 cycles: every established connection is answered, none reset', { timeout: 120_000 }, async () => {
+  test('backlog 511, 20 cycles: every established connection is answered, none reset', { timeout: 300_000 }, async () => {
     const result = await stormCycles(undefined, CYCLES, 10_000);
     console.log(`storm, backlog 511: ${summary(result)}`);
     const { storm, reports, relistenErrors, serverErrors, accepted, served } = result;
@@ -167,7 +167,7 @@ describe('open-loop connect storm, listen/close cycles on one port', () => {
   // off past the end of the run it is still waiting (stalled). Every
   // connection the server could see is answered (or ended with a FIN at the
   // deadline); the rest is printed.
-  test('backlog 8 (the accept queue overflows), 10 cycles: every connection the server accepted is answered or ended cleanly; the resets never reached it', { timeout: 120_000 }, async () => {
+  test('backlog 8 (the accept queue overflows), 10 cycles: every connection the server accepted is answered or ended cleanly; the resets never reached it', { timeout: 300_000 }, async () => {
     const result = await stormCycles(8, OVERLOADED_CYCLES, 3_000);
     console.log(`storm, backlog 8: ${summary(result)}`);
     const { storm, reports, relistenErrors, serverErrors, accepted, served } = result;
