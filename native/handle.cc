@@ -1,21 +1,14 @@
-// One handle per listening TCP socket: open or adopt, arm/disarm accept(2),
-// queue depth, handshakes in progress, SYN gate, shutdown/relisten, close.
-// Mechanism only: every decision (states, counts, back-off, timeouts) lives in
-// TypeScript.
+// One handle per listening TCP socket: arm/disarm accept(2), queue depth,
+// handshakes in progress, SYN gate, shutdown/relisten, close. Mechanism only:
+// every decision (states, counts, back-off, timeouts) lives in TypeScript.
 
-#include <napi.h>
+#include "handle.h"
+
 #include <uv.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <linux/filter.h>
-#include <linux/inet_diag.h>
-#include <linux/netlink.h>
-#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -23,114 +16,47 @@
 #include <string>
 #include <vector>
 
+#include "sock_diag.h"
+#include "syn_gate.h"
+#include "util.h"
+
+namespace graceful_listener {
 namespace {
 
-// accept4 calls per readable event; the poll is level-triggered, so a full
-// batch simply comes back on the next loop iteration instead of starving it.
-constexpr int kAcceptBatch = 128;
-
-Napi::Error SystemError(Napi::Env env, int err, const char* syscall,
-                        const std::string& address = "", int port = -1) {
-  const char* code = uv_err_name(-err);
-  std::string message = std::string(syscall) + " " + code + ": " + uv_strerror(-err);
-  if (!address.empty()) {
-    message += " " + address;
-    if (port >= 0) message += ":" + std::to_string(port);
-  }
-  Napi::Error error = Napi::Error::New(env, message);
-  error.Set("code", Napi::String::New(env, code));
-  error.Set("errno", Napi::Number::New(env, -err));
-  error.Set("syscall", Napi::String::New(env, syscall));
-  if (!address.empty()) error.Set("address", Napi::String::New(env, address));
-  if (port >= 0) error.Set("port", Napi::Number::New(env, port));
-  return error;
-}
-
-bool ParseAddress(int family, const std::string& address, int port,
-                  sockaddr_storage* out, socklen_t* len) {
-  memset(out, 0, sizeof(*out));
-  if (family == 4) {
-    auto* sin = reinterpret_cast<sockaddr_in*>(out);
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(port);
-    *len = sizeof(*sin);
-    return inet_pton(AF_INET, address.c_str(), &sin->sin_addr) == 1;
-  }
-  auto* sin6 = reinterpret_cast<sockaddr_in6*>(out);
-  sin6->sin6_family = AF_INET6;
-  sin6->sin6_port = htons(port);
-  *len = sizeof(*sin6);
-  return inet_pton(AF_INET6, address.c_str(), &sin6->sin6_addr) == 1;
-}
-
-int PortOf(const sockaddr_storage& ss) {
-  return ss.ss_family == AF_INET ? ntohs(reinterpret_cast<const sockaddr_in*>(&ss)->sin_port)
-                                 : ntohs(reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port);
-}
-
-std::string AddressText(const sockaddr_storage& ss) {
-  char text[INET6_ADDRSTRLEN] = "";
-  if (ss.ss_family == AF_INET) {
-    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&ss)->sin_addr, text, sizeof(text));
-  } else {
-    inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_addr, text, sizeof(text));
-  }
-  return text;
-}
-
-Napi::Object AddressObject(Napi::Env env, const sockaddr_storage& ss) {
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("family", ss.ss_family == AF_INET ? "IPv4" : "IPv6");
-  result.Set("port", PortOf(ss));
-  result.Set("address", AddressText(ss));
-  return result;
-}
-
-// The pure-SYN drop program: the filter sees the TCP header, byte 13 holds the
-// flags; SYN without ACK is dropped (the client retransmits, no RST), anything
-// else passes, so queued connections and handshakes in SYN_RECV still complete.
-sock_filter kSynGate[] = {
-    BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),
-    BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12),
-    BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1),
-    BPF_STMT(BPF_RET | BPF_K, 0),
-    BPF_STMT(BPF_RET | BPF_K, 0xffffffff),
-};
-
-class Listener;
+class Handle;
 
 // The poll handle outlives its owner until libuv's close callback, which is
 // the only place it is freed.
 struct Poller {
   uv_poll_t handle;
-  Listener* owner;
+  Handle* owner;
   napi_async_cleanup_hook_handle cleanup;
 };
 
-class Listener : public Napi::ObjectWrap<Listener> {
+class Handle : public Napi::ObjectWrap<Handle> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "Listener",
+    return DefineClass(env, "Handle",
                        {
-                           InstanceMethod<&Listener::Arm>("arm"),
-                           InstanceMethod<&Listener::Disarm>("disarm"),
-                           InstanceMethod<&Listener::Sweep>("sweep"),
-                           InstanceMethod<&Listener::SetRef>("ref"),
-                           InstanceMethod<&Listener::QueueDepth>("queueDepth"),
-                           InstanceMethod<&Listener::Handshakes>("handshakes"),
-                           InstanceMethod<&Listener::Gate>("gate"),
-                           InstanceMethod<&Listener::Shutdown>("shutdown"),
-                           InstanceMethod<&Listener::Relisten>("listen"),
-                           InstanceMethod<&Listener::Address>("address"),
-                           InstanceMethod<&Listener::Info>("info"),
-                           InstanceMethod<&Listener::Close>("close"),
-                           InstanceAccessor<&Listener::Fd>("fd"),
+                           InstanceMethod<&Handle::Arm>("arm"),
+                           InstanceMethod<&Handle::Disarm>("disarm"),
+                           InstanceMethod<&Handle::Sweep>("sweep"),
+                           InstanceMethod<&Handle::SetRef>("ref"),
+                           InstanceMethod<&Handle::QueueDepth>("queueDepth"),
+                           InstanceMethod<&Handle::Handshakes>("handshakes"),
+                           InstanceMethod<&Handle::Gate>("gate"),
+                           InstanceMethod<&Handle::Shutdown>("shutdown"),
+                           InstanceMethod<&Handle::Relisten>("listen"),
+                           InstanceMethod<&Handle::Address>("address"),
+                           InstanceMethod<&Handle::Info>("info"),
+                           InstanceMethod<&Handle::Close>("close"),
+                           InstanceAccessor<&Handle::Fd>("fd"),
                        });
   }
 
-  // new Listener(fd): takes ownership of an fd that the module functions
-  // below created; it is never exposed to JS with a raw fd it did not make.
-  explicit Listener(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Listener>(info) {
+  // new Handle(fd): takes ownership of an fd that open() or adopt() (addon.cc)
+  // made; it is never exposed to JS with a raw fd it did not make.
+  explicit Handle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Handle>(info) {
     fd_ = info[0].As<Napi::Number>().Int32Value();
     // Remembered for listen() after shutdown(); adopt() may wrap a non-socket
     // until its check refuses it, then there is nothing to remember.
@@ -138,16 +64,16 @@ class Listener : public Napi::ObjectWrap<Listener> {
     if (getsockname(fd_, reinterpret_cast<sockaddr*>(&bound_), &boundLength_) != 0) boundLength_ = 0;
     napi_status status =
         napi_add_async_cleanup_hook(info.Env(), OnEnvCleanup, this, &cleanup_);
-    if (status != napi_ok) Napi::Error::Fatal("Listener", "napi_add_async_cleanup_hook failed");
+    if (status != napi_ok) Napi::Error::Fatal("Handle", "napi_add_async_cleanup_hook failed");
   }
 
   // The finalizer is a safety net for a handle JS forgot to close: it only
   // releases the fd and the poll handle, and never calls into JS.
-  ~Listener() override { Release(); }
+  ~Handle() override { Release(); }
 
  private:
   static void OnEnvCleanup(napi_async_cleanup_hook_handle hook, void* arg) {
-    auto* self = static_cast<Listener*>(arg);
+    auto* self = static_cast<Handle*>(arg);
     self->cleanup_ = nullptr;
     self->ReleaseFromCleanup(hook);
   }
@@ -210,7 +136,7 @@ class Listener : public Napi::ObjectWrap<Listener> {
     if (poller_ == nullptr) {
       uv_loop_t* loop = nullptr;
       if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
-        Napi::Error::Fatal("Listener::Arm", "napi_get_uv_event_loop failed");
+        Napi::Error::Fatal("Handle::Arm", "napi_get_uv_event_loop failed");
       }
       auto* poller = new Poller{};
       int err = uv_poll_init_socket(loop, &poller->handle, fd_);
@@ -321,7 +247,7 @@ class Listener : public Napi::ObjectWrap<Listener> {
   }
 
   static void OnReadable(uv_poll_t* handle, int status, int /*events*/) {
-    Listener* self = reinterpret_cast<Poller*>(handle)->owner;
+    Handle* self = reinterpret_cast<Poller*>(handle)->owner;
     if (self != nullptr) self->AcceptBatch(status);
   }
 
@@ -389,113 +315,33 @@ class Listener : public Napi::ObjectWrap<Listener> {
   // namespace for this: an explicit, expensive call.
   Napi::Value Handshakes(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!CheckOpen(env, "getsockname")) return env.Undefined();
+    std::vector<HandshakeRequest> requests;
+    if (!SynRecv(env, &requests)) return env.Undefined();
+    return Napi::Number::New(env, static_cast<double>(requests.size()));
+  }
+
+  bool SynRecv(Napi::Env env, std::vector<HandshakeRequest>* requests) {
+    if (!CheckOpen(env, "getsockname")) return false;
     sockaddr_storage local{};
     socklen_t len = sizeof(local);
     if (getsockname(fd_, reinterpret_cast<sockaddr*>(&local), &len) != 0) {
       SystemError(env, errno, "getsockname").ThrowAsJavaScriptException();
-      return env.Undefined();
+      return false;
     }
-    int count = 0;
-    int err = CountSynRecv(local, AF_INET, &count);
-    // A dual-stack IPv6 listener keeps IPv4 clients' requests as AF_INET.
-    if (err == 0 && local.ss_family == AF_INET6) err = CountSynRecv(local, AF_INET6, &count);
+    const char* syscall = nullptr;
+    int err = SynRecvRequests(local, requests, &syscall);
     if (err != 0) {
-      SystemError(env, err, err == EPROTONOSUPPORT ? "socket" : "recv").ThrowAsJavaScriptException();
-      return env.Undefined();
+      SystemError(env, err, syscall).ThrowAsJavaScriptException();
+      return false;
     }
-    return Napi::Number::New(env, count);
-  }
-
-  static bool MatchesLocal(const sockaddr_storage& local, const inet_diag_msg& msg) {
-    if (local.ss_family == AF_INET) {
-      auto* sin = reinterpret_cast<const sockaddr_in*>(&local);
-      return msg.idiag_family == AF_INET &&
-             (sin->sin_addr.s_addr == INADDR_ANY || msg.id.idiag_src[0] == sin->sin_addr.s_addr);
-    }
-    auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&local);
-    if (IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr)) return true;
-    if (msg.idiag_family == AF_INET6) return memcmp(msg.id.idiag_src, &sin6->sin6_addr, 16) == 0;
-    // IPv4 request on a dual-stack listener bound to a v4-mapped address.
-    return IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) &&
-           memcmp(msg.id.idiag_src, &sin6->sin6_addr.s6_addr[12], 4) == 0;
-  }
-
-  static int CountSynRecv(const sockaddr_storage& local, int family, int* count) {
-    if (local.ss_family == AF_INET && family != AF_INET) return 0;
-    uint16_t port = local.ss_family == AF_INET
-                        ? reinterpret_cast<const sockaddr_in*>(&local)->sin_port
-                        : reinterpret_cast<const sockaddr_in6*>(&local)->sin6_port;
-    int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-    if (nl < 0) return errno;
-    struct {
-      nlmsghdr header;
-      inet_diag_req_v2 request;
-    } message{};
-    message.header.nlmsg_len = sizeof(message);
-    message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-    message.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-    message.request.sdiag_family = family;
-    message.request.sdiag_protocol = IPPROTO_TCP;
-    message.request.idiag_states = 1u << TCP_SYN_RECV;
-    sockaddr_nl kernel{};
-    kernel.nl_family = AF_NETLINK;
-    if (sendto(nl, &message, sizeof(message), 0, reinterpret_cast<sockaddr*>(&kernel),
-               sizeof(kernel)) < 0) {
-      int err = errno;
-      ::close(nl);
-      return err;
-    }
-    std::vector<char> buffer(32768);
-    int err = 0;
-    for (bool done = false; !done;) {
-      ssize_t n = recv(nl, buffer.data(), buffer.size(), 0);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        err = errno;
-        break;
-      }
-      if (n == 0) break;
-      int remaining = static_cast<int>(n);
-      for (auto* h = reinterpret_cast<nlmsghdr*>(buffer.data()); NLMSG_OK(h, remaining);
-           h = NLMSG_NEXT(h, remaining)) {
-        if (h->nlmsg_type == NLMSG_DONE) {
-          done = true;
-          break;
-        }
-        if (h->nlmsg_type == NLMSG_ERROR) {
-          auto* e = static_cast<nlmsgerr*>(NLMSG_DATA(h));
-          err = e->error < 0 ? -e->error : EIO;
-          done = true;
-          break;
-        }
-        auto* msg = static_cast<inet_diag_msg*>(NLMSG_DATA(h));
-        if (msg->idiag_state == TCP_SYN_RECV && msg->id.idiag_sport == port &&
-            MatchesLocal(local, *msg)) {
-          (*count)++;
-        }
-      }
-    }
-    ::close(nl);
-    return err;
+    return true;
   }
 
   Napi::Value Gate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!CheckOpen(env, "setsockopt")) return env.Undefined();
-    int rc;
-    if (info[0].ToBoolean()) {
-      sock_fprog program{static_cast<unsigned short>(sizeof(kSynGate) / sizeof(kSynGate[0])),
-                         kSynGate};
-      rc = setsockopt(fd_, SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof(program));
-    } else {
-      // SO_DETACH_FILTER wants an int-sized optval; NULL gives EINVAL. ENOENT
-      // means no filter was attached, which is already the requested state.
-      int unused = 0;
-      rc = setsockopt(fd_, SOL_SOCKET, SO_DETACH_FILTER, &unused, sizeof(unused));
-      if (rc != 0 && errno == ENOENT) rc = 0;
-    }
-    if (rc != 0) SystemError(env, errno, "setsockopt").ThrowAsJavaScriptException();
+    int err = info[0].ToBoolean() ? AttachSynGate(fd_) : DetachSynGate(fd_);
+    if (err != 0) SystemError(env, err, "setsockopt").ThrowAsJavaScriptException();
     return env.Undefined();
   }
 
@@ -584,88 +430,16 @@ class Listener : public Napi::ObjectWrap<Listener> {
   Napi::FunctionReference onError_;
 };
 
-Napi::FunctionReference* ListenerClass(Napi::Env env) {
+Napi::FunctionReference* HandleClass(Napi::Env env) {
   return env.GetInstanceData<Napi::FunctionReference>();
-}
-
-Napi::Value Wrap(Napi::Env env, int fd) {
-  return ListenerClass(env)->New({Napi::Number::New(env, fd)});
-}
-
-// open(family 4|6, address, port, backlog, reusePort, ipv6Only)
-Napi::Value Open(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int family = info[0].As<Napi::Number>().Int32Value();
-  std::string address = info[1].As<Napi::String>().Utf8Value();
-  int port = info[2].As<Napi::Number>().Int32Value();
-  int backlog = info[3].As<Napi::Number>().Int32Value();
-  bool reusePort = info[4].ToBoolean();
-  bool ipv6Only = info[5].ToBoolean();
-
-  sockaddr_storage ss;
-  socklen_t len;
-  if (!ParseAddress(family, address, port, &ss, &len)) {
-    SystemError(env, EINVAL, "inet_pton", address, port).ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_TCP);
-  if (fd < 0) {
-    SystemError(env, errno, "socket", address, port).ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  int on = 1;
-  int v6only = ipv6Only ? 1 : 0;
-  const char* failed = nullptr;
-  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0) {
-    failed = "setsockopt";
-  } else if (reusePort && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) {
-    failed = "setsockopt";
-  } else if (family == 6 &&
-             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)) != 0) {
-    failed = "setsockopt";
-  } else if (bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) {
-    failed = "bind";
-  } else if (::listen(fd, backlog) != 0) {
-    failed = "listen";
-  }
-  if (failed != nullptr) {
-    int err = errno;
-    ::close(fd);
-    SystemError(env, err, failed, address, port).ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  return Wrap(env, fd);
-}
-
-// adopt(fd): a CLOEXEC duplicate of someone else's fd; the caller keeps (and
-// may close) the original, the queue lives in the socket both refer to.
-Napi::Value Adopt(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int original = info[0].As<Napi::Number>().Int32Value();
-  int fd = fcntl(original, F_DUPFD_CLOEXEC, 3);
-  if (fd < 0) {
-    SystemError(env, errno, "fcntl").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  int flags = fcntl(fd, F_GETFL);
-  if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
-    int err = errno;
-    ::close(fd);
-    SystemError(env, err, "fcntl").ThrowAsJavaScriptException();
-    return env.Undefined();
-  }
-  return Wrap(env, fd);
-}
-
-Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  Napi::Function listener = Listener::Define(env);
-  env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(listener)));
-  exports.Set("open", Napi::Function::New<Open>(env, "open"));
-  exports.Set("adopt", Napi::Function::New<Adopt>(env, "adopt"));
-  exports.Set("acceptBatch", Napi::Number::New(env, kAcceptBatch));
-  return exports;
 }
 
 }  // namespace
 
-NODE_API_MODULE(graceful_listener, Init)
+Napi::Function DefineHandle(Napi::Env env) { return Handle::Define(env); }
+
+Napi::Value NewHandle(Napi::Env env, int fd) {
+  return HandleClass(env)->New({Napi::Number::New(env, fd)});
+}
+
+}  // namespace graceful_listener
