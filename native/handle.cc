@@ -48,7 +48,6 @@ class Handle : public Napi::ObjectWrap<Handle> {
                            InstanceMethod<&Handle::Shutdown>("shutdown"),
                            InstanceMethod<&Handle::Relisten>("listen"),
                            InstanceMethod<&Handle::Address>("address"),
-                           InstanceMethod<&Handle::Info>("info"),
                            InstanceMethod<&Handle::Close>("close"),
                            InstanceAccessor<&Handle::Fd>("fd"),
                        });
@@ -58,8 +57,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
   // made; it is never exposed to JS with a raw fd it did not make.
   explicit Handle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Handle>(info) {
     fd_ = info[0].As<Napi::Number>().Int32Value();
-    // Remembered for listen() after shutdown(); adopt() may wrap a non-socket
-    // until its check refuses it, then there is nothing to remember.
+    // Remembered for listen() after shutdown().
     boundLength_ = sizeof(bound_);
     if (getsockname(fd_, reinterpret_cast<sockaddr*>(&bound_), &boundLength_) != 0) boundLength_ = 0;
     napi_status status =
@@ -385,30 +383,6 @@ class Handle : public Napi::ObjectWrap<Handle> {
       return env.Undefined();
     }
     return AddressObject(env, ss);
-  }
-
-  // What kind of socket the fd is: adopt() uses it to refuse anything that is
-  // not a listening TCP stream socket.
-  Napi::Value Info(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (!CheckOpen(env, "getsockopt")) return env.Undefined();
-    int type = 0, domain = 0, protocol = 0, listening = 0;
-    socklen_t len = sizeof(int);
-    int* values[] = {&type, &domain, &protocol, &listening};
-    int names[] = {SO_TYPE, SO_DOMAIN, SO_PROTOCOL, SO_ACCEPTCONN};
-    for (int i = 0; i < 4; i++) {
-      len = sizeof(int);
-      if (getsockopt(fd_, SOL_SOCKET, names[i], values[i], &len) != 0) {
-        SystemError(env, errno, "getsockopt").ThrowAsJavaScriptException();
-        return env.Undefined();
-      }
-    }
-    Napi::Object result = Napi::Object::New(env);
-    result.Set("stream", type == SOCK_STREAM);
-    result.Set("inet", domain == AF_INET || domain == AF_INET6);
-    result.Set("tcp", protocol == IPPROTO_TCP);
-    result.Set("listening", listening != 0);
-    return result;
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {

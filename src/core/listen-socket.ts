@@ -6,7 +6,14 @@ import {
   invalidArgType,
   invalidArgValue,
 } from './errors.js';
-import { loadBinding, type NativeAddress, type NativeBinding, type NativeHandle, type NativeSystemError } from './native.js';
+import {
+  loadBinding,
+  type NativeAddress,
+  type NativeBinding,
+  type NativeHandle,
+  type NativeSocketInfo,
+  type NativeSystemError,
+} from './native.js';
 import { listeningFd } from './node-internals.js';
 import { validateBoolean, validateInteger, validateObject, validateString } from './validate.js';
 
@@ -133,25 +140,25 @@ export class ListenSocket extends EventEmitter {
     } else {
       throw invalidArgType('fd', 'of type number or an instance of net.Server', source);
     }
+    // Checked before adopt(): the duplicate's O_NONBLOCK is set on the open
+    // file description the caller's fd shares, so a refused fd is never touched.
+    let info: NativeSocketInfo;
+    try {
+      info = binding.inspect(fd);
+    } catch (error) {
+      const { code, syscall } = error as NativeSystemError;
+      const reason = code === 'EBADF' && syscall === 'fcntl' ? 'must be an open file descriptor' : 'must be a socket';
+      throw invalidArgValue('fd', fd, reason, error);
+    }
+    if (!info.inet || !info.stream || !info.tcp) throw invalidArgValue('fd', fd, 'must be a TCP socket');
+    if (!info.listening) throw invalidArgValue('fd', fd, 'must be a listening socket');
     let handle: NativeHandle;
     try {
       handle = binding.adopt(fd);
     } catch (error) {
-      throw invalidArgValue('fd', fd, 'must be an open file descriptor', error);
-    }
-    let reason: string | undefined;
-    let cause: unknown;
-    try {
-      const info = handle.info();
-      if (!info.inet || !info.stream || !info.tcp) reason = 'must be a TCP socket';
-      else if (!info.listening) reason = 'must be a listening socket';
-    } catch (error) {
-      reason = 'must be a socket';
-      cause = error;
-    }
-    if (reason !== undefined) {
-      handle.close();
-      throw invalidArgValue('fd', fd, reason, cause);
+      // EINVAL: the number now names another socket (reused by another thread).
+      const reason = (error as NativeSystemError).code === 'EINVAL' ? 'must be a listening socket' : 'must be an open file descriptor';
+      throw invalidArgValue('fd', fd, reason, error);
     }
     return new ListenSocket(handle, handle.queueDepth().backlog);
   }

@@ -46,7 +46,6 @@ export interface NativeHandle {
   shutdown(): void;
   listen(backlog: number): void;
   address(): NativeAddress;
-  info(): NativeSocketInfo;
   close(): void;
 }
 
@@ -59,7 +58,14 @@ export interface NativeBinding {
     reusePort: boolean,
     ipv6Only: boolean,
   ): NativeHandle;
+  /**
+   * Takes a `F_DUPFD_CLOEXEC` duplicate of a listening TCP socket and makes it
+   * non-blocking (a flag of the shared open file description). Anything else
+   * is refused before the flag is touched.
+   */
   adopt(fd: number): NativeHandle;
+  /** What `fd` is, read without touching it; throws `ENOTSOCK` for a file that is not a socket. */
+  inspect(fd: number): NativeSocketInfo;
   readonly acceptBatch: number;
 }
 

@@ -114,10 +114,6 @@ export class FakeHandle implements NativeHandle {
     return { address: '127.0.0.1', family: 'IPv4', port: 4000 };
   }
 
-  info(): NativeSocketInfo {
-    return { stream: true, inet: true, tcp: true, listening: this.listening };
-  }
-
   close(): void {
     this.ops.push('close');
     this.closeCalls++;
@@ -179,6 +175,10 @@ export class FakeBinding implements NativeBinding {
 
   adopt(): NativeHandle {
     return this.open();
+  }
+
+  inspect(): NativeSocketInfo {
+    return { stream: true, inet: true, tcp: true, listening: true };
   }
 
   get last(): FakeHandle {

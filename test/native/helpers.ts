@@ -143,6 +143,16 @@ export function openFds(): Map<number, string> {
   return result;
 }
 
+export const O_NONBLOCK = 0o4000;
+
+/** The open-file flags (F_GETFL) of one of this process's fds, from /proc/self/fdinfo. */
+export function fdFlags(fd: number): number {
+  const info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+  const match = /^flags:\s+([0-7]+)$/m.exec(info);
+  if (match === null) throw new Error(`no flags in fdinfo for ${fd}`);
+  return parseInt(match[1]!, 8);
+}
+
 export function hasTarget(target: string): boolean {
   for (const open of openFds().values()) if (open === target) return true;
   return false;
