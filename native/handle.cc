@@ -25,6 +25,19 @@ namespace {
 
 class Handle;
 
+// Its address is the proof that a construct call comes from NewHandle().
+char constructToken;
+
+Napi::FunctionReference* HandleClass(Napi::Env env) {
+  return env.GetInstanceData<Napi::FunctionReference>();
+}
+
+Napi::Error IllegalConstructor(Napi::Env env) {
+  Napi::Error error = Napi::TypeError::New(env, "Illegal constructor: handles come from open() and adopt()");
+  error.Set("code", Napi::String::New(env, "ERR_ILLEGAL_CONSTRUCTOR"));
+  return error;
+}
+
 // The poll handle outlives its owner until libuv's close callback, which is
 // the only place it is freed.
 struct Poller {
@@ -53,16 +66,36 @@ class Handle : public Napi::ObjectWrap<Handle> {
                        });
   }
 
-  // new Handle(fd): takes ownership of an fd that open() or adopt() (addon.cc)
-  // made; it is never exposed to JS with a raw fd it did not make.
+  // new Handle(token, fd): takes ownership of an fd that open() or adopt()
+  // (addon.cc) made. The class is reachable from JS (handle.constructor), so
+  // the first argument must be the External only NewHandle() holds: JS cannot
+  // make one, and anything else throws before an fd is touched (fd_ stays -1,
+  // so the destructor closes nothing).
   explicit Handle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Handle>(info) {
-    fd_ = info[0].As<Napi::Number>().Int32Value();
+    if (info.Length() != 2 || !info[0].IsExternal() ||
+        info[0].As<Napi::External<char>>().Data() != &constructToken ||
+        !info[1].IsNumber()) {
+      IllegalConstructor(info.Env()).ThrowAsJavaScriptException();
+      return;
+    }
+    fd_ = info[1].As<Napi::Number>().Int32Value();
     // Remembered for listen() after shutdown().
     boundLength_ = sizeof(bound_);
     if (getsockname(fd_, reinterpret_cast<sockaddr*>(&bound_), &boundLength_) != 0) boundLength_ = 0;
     napi_status status =
         napi_add_async_cleanup_hook(info.Env(), OnEnvCleanup, this, &cleanup_);
     if (status != napi_ok) Napi::Error::Fatal("Handle", "napi_add_async_cleanup_hook failed");
+  }
+
+  // Handle(...) without new.
+  static Napi::Value OnCalledAsFunction(const Napi::CallbackInfo& info) {
+    IllegalConstructor(info.Env()).ThrowAsJavaScriptException();
+    return info.Env().Undefined();
+  }
+
+  static Napi::Value New(Napi::Env env, int fd) {
+    return HandleClass(env)->New(
+        {Napi::External<char>::New(env, &constructToken), Napi::Number::New(env, fd)});
   }
 
   // The finalizer is a safety net for a handle JS forgot to close: it only
@@ -404,16 +437,10 @@ class Handle : public Napi::ObjectWrap<Handle> {
   Napi::FunctionReference onError_;
 };
 
-Napi::FunctionReference* HandleClass(Napi::Env env) {
-  return env.GetInstanceData<Napi::FunctionReference>();
-}
-
 }  // namespace
 
 Napi::Function DefineHandle(Napi::Env env) { return Handle::Define(env); }
 
-Napi::Value NewHandle(Napi::Env env, int fd) {
-  return HandleClass(env)->New({Napi::Number::New(env, fd)});
-}
+Napi::Value NewHandle(Napi::Env env, int fd) { return Handle::New(env, fd); }
 
 }  // namespace graceful_listener
