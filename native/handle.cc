@@ -117,11 +117,15 @@ class Handle : public Napi::ObjectWrap<Handle> {
 
   // Closes the poll handle and the fd exactly once. `hook`, when set, is the
   // env cleanup hook in progress: it completes once libuv has closed the poll.
+  //
+  // The poll first, the fd after: uv_poll_stop removes the fd from the loop's
+  // epoll set (EPOLL_CTL_DEL), which needs the fd number still open. epoll
+  // drops a registration by itself only when the file description is
+  // released, and an adopted socket's description lives on in its owner's fd:
+  // closed first, the DEL fails with EBADF and the registration stays, with
+  // epoll_wait reporting an fd number nobody watches while the socket is
+  // readable.
   void ReleaseFromCleanup(napi_async_cleanup_hook_handle hook) {
-    if (fd_ >= 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
     if (poller_ != nullptr) {
       uv_poll_stop(&poller_->handle);
       poller_->owner = nullptr;
@@ -130,6 +134,10 @@ class Handle : public Napi::ObjectWrap<Handle> {
       poller_ = nullptr;
     } else if (hook != nullptr) {
       napi_remove_async_cleanup_hook(hook);
+    }
+    if (fd_ >= 0) {
+      ::close(fd_);
+      fd_ = -1;
     }
   }
 
