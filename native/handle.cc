@@ -268,10 +268,18 @@ class Handle : public Napi::ObjectWrap<Handle> {
     while (fds->size() < limit) {
       int fd = accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
       if (fd >= 0) {
+        // A connection's socket keeps the filter the listener had when it was
+        // created. One made under the gate gets the listener's own filter (or
+        // none) instead. Should that fail, the gate stays, which only drops
+        // SYNs without ACK: nothing an established connection receives.
+        if (gate_.ChildrenMayCarryGate()) gate_.ResetChild(fd);
         fds->push_back(fd);
         continue;
       }
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        gate_.QueueDrained();
+        return 0;
+      }
       // The peer gave up between handshake and accept; nothing to hand over.
       if (errno == ECONNABORTED || errno == EINTR || errno == EPROTO) continue;
       return errno;
@@ -376,11 +384,13 @@ class Handle : public Napi::ObjectWrap<Handle> {
     return true;
   }
 
+  // gate(on): the SYN gate (syn_gate.h) on or off.
   Napi::Value Gate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!CheckOpen(env, "setsockopt")) return env.Undefined();
-    int err = info[0].ToBoolean() ? AttachSynGate(fd_) : DetachSynGate(fd_);
-    if (err != 0) SystemError(env, err, "setsockopt").ThrowAsJavaScriptException();
+    const char* syscall = nullptr;
+    int err = info[0].ToBoolean() ? gate_.Attach(fd_, &syscall) : gate_.Detach(fd_, &syscall);
+    if (err != 0) SystemError(env, err, syscall).ThrowAsJavaScriptException();
     return env.Undefined();
   }
 
@@ -440,6 +450,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
   bool armed_ = false;
   bool referenced_ = true;
   Poller* poller_ = nullptr;
+  SynGate gate_;
   napi_async_cleanup_hook_handle cleanup_ = nullptr;
   Napi::FunctionReference onAccept_;
   Napi::FunctionReference onError_;
