@@ -6,6 +6,7 @@
 
 #include <uv.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -57,6 +58,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
                            InstanceMethod<&Handle::SetRef>("ref"),
                            InstanceMethod<&Handle::QueueDepth>("queueDepth"),
                            InstanceMethod<&Handle::Handshakes>("handshakes"),
+                           InstanceMethod<&Handle::HandshakeRequests>("handshakeRequests"),
                            InstanceMethod<&Handle::Gate>("gate"),
                            InstanceMethod<&Handle::Shutdown>("shutdown"),
                            InstanceMethod<&Handle::Relisten>("listen"),
@@ -365,6 +367,33 @@ class Handle : public Napi::ObjectWrap<Handle> {
     std::vector<HandshakeRequest> requests;
     if (!SynRecv(env, &requests)) return env.Undefined();
     return Napi::Number::New(env, static_cast<double>(requests.size()));
+  }
+
+  // handshakeRequests(): the same requests, each as { key, retrans,
+  // expiresMs }. key is "peer:port>local:port" (IPv6 in brackets): unique
+  // while the request lives, the same on every call.
+  Napi::Value HandshakeRequests(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::vector<HandshakeRequest> requests;
+    if (!SynRecv(env, &requests)) return env.Undefined();
+    Napi::Array result = Napi::Array::New(env, requests.size());
+    for (size_t i = 0; i < requests.size(); i++) {
+      const HandshakeRequest& request = requests[i];
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("key", Endpoint(request.family, request.peerAddress, request.peerPort) + ">" +
+                           Endpoint(request.family, request.localAddress, request.localPort));
+      entry.Set("retrans", Napi::Number::New(env, request.retrans));
+      entry.Set("expiresMs", Napi::Number::New(env, request.expiresMs));
+      result.Set(i, entry);
+    }
+    return result;
+  }
+
+  static std::string Endpoint(int family, const uint8_t* address, uint16_t port) {
+    char text[INET6_ADDRSTRLEN] = "";
+    inet_ntop(family, address, text, sizeof(text));
+    return family == AF_INET6 ? "[" + std::string(text) + "]:" + std::to_string(port)
+                              : std::string(text) + ":" + std::to_string(port);
   }
 
   bool SynRecv(Napi::Env env, std::vector<HandshakeRequest>* requests) {

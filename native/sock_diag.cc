@@ -12,17 +12,14 @@ namespace graceful_listener {
 namespace {
 
 bool MatchesLocal(const sockaddr_storage& local, const inet_diag_msg& msg) {
+  if (msg.idiag_family != local.ss_family) return false;
   if (local.ss_family == AF_INET) {
     auto* sin = reinterpret_cast<const sockaddr_in*>(&local);
-    return msg.idiag_family == AF_INET &&
-           (sin->sin_addr.s_addr == INADDR_ANY || msg.id.idiag_src[0] == sin->sin_addr.s_addr);
+    return sin->sin_addr.s_addr == INADDR_ANY || msg.id.idiag_src[0] == sin->sin_addr.s_addr;
   }
   auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&local);
-  if (IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr)) return true;
-  if (msg.idiag_family == AF_INET6) return memcmp(msg.id.idiag_src, &sin6->sin6_addr, 16) == 0;
-  // IPv4 request on a dual-stack listener bound to a v4-mapped address.
-  return IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) &&
-         memcmp(msg.id.idiag_src, &sin6->sin6_addr.s6_addr[12], 4) == 0;
+  return IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr) ||
+         memcmp(msg.id.idiag_src, &sin6->sin6_addr, 16) == 0;
 }
 
 HandshakeRequest ToRequest(const inet_diag_msg& msg) {
@@ -107,10 +104,10 @@ int Dump(const sockaddr_storage& local, int family, std::vector<HandshakeRequest
 
 int SynRecvRequests(const sockaddr_storage& local, std::vector<HandshakeRequest>* out,
                     const char** syscall) {
-  int err = Dump(local, AF_INET, out, syscall);
-  // A dual-stack IPv6 listener keeps IPv4 clients' requests as AF_INET.
-  if (err == 0 && local.ss_family == AF_INET6) err = Dump(local, AF_INET6, out, syscall);
-  return err;
+  // A request has its listener's family (inet_reqsk_alloc: ireq_family =
+  // sk_listener->sk_family): a dual-stack IPv6 listener's IPv4 clients are
+  // AF_INET6 requests with v4-mapped addresses, so one dump is enough.
+  return Dump(local, local.ss_family, out, syscall);
 }
 
 }  // namespace graceful_listener

@@ -20,17 +20,19 @@ struct HandshakeRequest {
   uint8_t peerAddress[16];
   uint16_t localPort;  // host order
   uint16_t peerPort;   // host order
-  // idiag_retrans: SYN-ACKs retransmitted so far.
+  // idiag_retrans: SYN-ACKs sent again so far, on the request's timer or in
+  // answer to a retransmitted SYN.
   unsigned retrans;
   // idiag_expires: ms until the request's timer fires next (the next SYN-ACK
-  // retransmit, or the request's expiry after the last one).
+  // retransmit, or the request's expiry after the last one); 0 when due.
   unsigned expiresMs;
 };
 
-// Appends every SYN_RECV request on `local`'s port — and address, unless it
-// is a wildcard — to `out`. A dual-stack IPv6 listener's IPv4 clients are
-// AF_INET requests, and are included. The kernel walks every socket of the
-// network namespace for this: call it sparingly.
+// Appends every SYN_RECV request of `local`'s family on its port — and
+// address, unless it is a wildcard — to `out`. A dual-stack IPv6 listener's
+// IPv4 clients are included, as AF_INET6 requests with v4-mapped addresses.
+// The kernel walks every socket of the network namespace for this: call it
+// sparingly.
 //
 // Returns 0 or an errno; `*syscall` then names the call that failed.
 //

@@ -16,5 +16,6 @@ export type {
   ListenerState,
   OpenOptions,
   Pending,
+  HandshakeRequest,
   ListenerErrorCode,
 } from './index.js';

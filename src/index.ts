@@ -6,6 +6,6 @@ export type { Http2DrainOptions, Http2DrainStats } from './server/http2-drain.js
 export { Listener } from './listener.js';
 export type { CloseOptions, CloseReport, Connection, ConnectionSink, ListenerState } from './listener.js';
 export { ListenSocket } from './core/listen-socket.js';
-export type { OpenOptions, Pending } from './core/listen-socket.js';
+export type { HandshakeRequest, OpenOptions, Pending } from './core/listen-socket.js';
 export { ListenerError } from './core/errors.js';
 export type { ListenerErrorCode } from './core/errors.js';

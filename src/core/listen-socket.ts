@@ -11,6 +11,7 @@ import {
   type NativeAddress,
   type NativeBinding,
   type NativeHandle,
+  type NativeHandshakeRequest,
   type NativeSocketInfo,
   type NativeSystemError,
 } from './native.js';
@@ -45,6 +46,12 @@ export interface Pending {
   /** Handshakes in SYN_RECV (only with `{ handshakes: true }`). */
   handshaking?: number;
 }
+
+/**
+ * A handshake in SYN_RECV: the listener answered the SYN, the final ACK has
+ * not arrived (or was dropped because the accept queue was full).
+ */
+export type HandshakeRequest = NativeHandshakeRequest;
 
 const RESOURCE_ERRORS = new Set(['EMFILE', 'ENFILE', 'ENOBUFS', 'ENOMEM']);
 const FIRST_BACKOFF_MS = 10;
@@ -223,6 +230,20 @@ export class ListenSocket extends EventEmitter {
       }
     }
     return depth;
+  }
+
+  /**
+   * Each handshake in SYN_RECV on this socket's port: a stable `key`, the
+   * SYN-ACK retransmits so far (`retrans`) and the ms until the request's
+   * next timer (`expiresMs`), for bounding a wait on handshakes that may never
+   * complete (a spoofed SYN, a vanished client stays about a minute). One
+   * sock_diag dump, which walks every socket of the namespace: call it
+   * sparingly. sock_diag cannot tell which member of a `SO_REUSEPORT` group a
+   * request belongs to: each member of the group sees them all.
+   */
+  handshakeRequests(): HandshakeRequest[] {
+    this.#assertOpen('handshakeRequests');
+    return this.#handle.handshakeRequests();
   }
 
   /**

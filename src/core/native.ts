@@ -16,6 +16,16 @@ export interface NativeAddress {
   port: number;
 }
 
+/** One handshake in SYN_RECV, as sock_diag reports it. */
+export interface NativeHandshakeRequest {
+  /** `peer:port>local:port` (IPv6 in brackets): unique while the request lives, stable across calls. */
+  key: string;
+  /** `idiag_retrans`: SYN-ACKs sent again so far (on the timer, or answering a retransmitted SYN). */
+  retrans: number;
+  /** `idiag_expires`: ms until the request's timer fires next (0: due now). */
+  expiresMs: number;
+}
+
 export interface NativeSocketInfo {
   stream: boolean;
   inet: boolean;
@@ -41,7 +51,10 @@ export interface NativeHandle {
   /** Whether an armed listener keeps the event loop alive. */
   ref(on: boolean): void;
   queueDepth(): { queued: number; backlog: number };
+  /** Requests in SYN_RECV on this listener's port (and address, unless a wildcard), via sock_diag. */
   handshakes(): number;
+  /** The same requests, one entry each. */
+  handshakeRequests(): NativeHandshakeRequest[];
   gate(on: boolean): void;
   shutdown(): void;
   listen(backlog: number): void;

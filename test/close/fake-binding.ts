@@ -94,6 +94,11 @@ export class FakeHandle implements NativeHandle {
     return this.handshaking;
   }
 
+  handshakeRequests(): { key: string; retrans: number; expiresMs: number }[] {
+    if (!this.#use('handshakeRequests')) throw this.#badf('getsockname');
+    return Array.from({ length: this.handshaking }, (_, i) => ({ key: `fake-${i}`, retrans: 0, expiresMs: 1000 }));
+  }
+
   gate(on: boolean): void {
     if (!this.#use(on ? 'gate on' : 'gate off')) throw this.#badf('setsockopt');
     this.gated = on;
