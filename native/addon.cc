@@ -152,7 +152,7 @@ namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   using namespace graceful_listener;
-  env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(DefineHandle(env))));
+  DefineHandle(env);
   exports.Set("open", Napi::Function::New<Open>(env, "open"));
   exports.Set("adopt", Napi::Function::New<Adopt>(env, "adopt"));
   exports.Set("inspect", Napi::Function::New<Inspect>(env, "inspect"));

@@ -26,12 +26,17 @@ namespace {
 
 class Handle;
 
-// Its address is the proof that a construct call comes from NewHandle().
-char constructToken;
+// What each env keeps (its instance data): the class, and the token a
+// construct call must carry: an object made here and never handed to JS, so
+// JS cannot pass it. A plain object, not an External: Node allocates a native
+// wrapper for each External that it frees only when GC collects it, never at
+// exit, where valgrind reports it as lost.
+struct EnvData {
+  Napi::FunctionReference handleClass;
+  Napi::ObjectReference constructToken;
+};
 
-Napi::FunctionReference* HandleClass(Napi::Env env) {
-  return env.GetInstanceData<Napi::FunctionReference>();
-}
+EnvData* DataOf(Napi::Env env) { return env.GetInstanceData<EnvData>(); }
 
 Napi::Error IllegalConstructor(Napi::Env env) {
   Napi::Error error = Napi::TypeError::New(env, "Illegal constructor: handles come from open() and adopt()");
@@ -70,12 +75,11 @@ class Handle : public Napi::ObjectWrap<Handle> {
 
   // new Handle(token, fd): takes ownership of an fd that open() or adopt()
   // (addon.cc) made. The class is reachable from JS (handle.constructor), so
-  // the first argument must be the External only NewHandle() holds: JS cannot
-  // make one, and anything else throws before an fd is touched (fd_ stays -1,
-  // so the destructor closes nothing).
+  // the first argument must be the env's construct token, which JS never
+  // sees; anything else throws before an fd is touched (fd_ stays -1, so the
+  // destructor closes nothing).
   explicit Handle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Handle>(info) {
-    if (info.Length() != 2 || !info[0].IsExternal() ||
-        info[0].As<Napi::External<char>>().Data() != &constructToken ||
+    if (info.Length() != 2 || !info[0].StrictEquals(DataOf(info.Env())->constructToken.Value()) ||
         !info[1].IsNumber()) {
       IllegalConstructor(info.Env()).ThrowAsJavaScriptException();
       return;
@@ -96,8 +100,8 @@ class Handle : public Napi::ObjectWrap<Handle> {
   }
 
   static Napi::Value New(Napi::Env env, int fd) {
-    return HandleClass(env)->New(
-        {Napi::External<char>::New(env, &constructToken), Napi::Number::New(env, fd)});
+    EnvData* data = DataOf(env);
+    return data->handleClass.New({data->constructToken.Value(), Napi::Number::New(env, fd)});
   }
 
   // The finalizer is a safety net for a handle JS forgot to close: it only
@@ -487,7 +491,11 @@ class Handle : public Napi::ObjectWrap<Handle> {
 
 }  // namespace
 
-Napi::Function DefineHandle(Napi::Env env) { return Handle::Define(env); }
+void DefineHandle(Napi::Env env) {
+  auto* data = new EnvData{Napi::Persistent(Handle::Define(env)),
+                           Napi::Persistent(Napi::Object::New(env))};
+  env.SetInstanceData(data);
+}
 
 Napi::Value NewHandle(Napi::Env env, int fd) { return Handle::New(env, fd); }
 

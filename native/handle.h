@@ -11,8 +11,9 @@ namespace graceful_listener {
 // batch simply comes back on the next loop iteration instead of starving it.
 constexpr int kAcceptBatch = 128;
 
-// The class, defined once per env (module init keeps it as instance data).
-Napi::Function DefineHandle(Napi::Env env);
+// Defines the class for `env` and keeps it as the env's instance data; once
+// per env, at module init.
+void DefineHandle(Napi::Env env);
 
 // A new handle that owns `fd`, a listening socket the caller made or checked.
 Napi::Value NewHandle(Napi::Env env, int fd);
