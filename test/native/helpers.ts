@@ -203,6 +203,10 @@ export interface ChildResult {
   stderr: string;
 }
 
+// Under valgrind (test/valgrind/run.sh) every process runs many times slower:
+// hang bounds are multiplied by GL_TEST_HANG_SCALE.
+const HANG_SCALE = Math.max(1, Number(process.env.GL_TEST_HANG_SCALE ?? '1') || 1);
+
 /** Runs a child to completion, killing it if it outlives `killAfterMs` (a hang bound, not a timing assertion). */
 export function run(
   command: string,
@@ -219,7 +223,7 @@ export function run(
     let stderr = '';
     child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
     child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.killAfterMs ?? 20_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), (options.killAfterMs ?? 20_000) * HANG_SCALE);
     child.on('error', (error) => {
       clearTimeout(timer);
       reject(error);
