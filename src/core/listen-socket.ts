@@ -13,6 +13,7 @@ import {
   type NativeBinding,
   type NativeHandle,
   type NativeHandshakeRequest,
+  type NativeSocketInfo,
   type NativeSystemError,
 } from './native.js';
 import { listeningFd } from './node-internals.js';
@@ -47,9 +48,11 @@ export interface Pending {
   handshaking?: number;
 }
 
-/** A handshake in SYN_RECV on the listener's port. */
+/**
+ * A handshake in SYN_RECV: the listener answered the SYN, the final ACK has
+ * not arrived (or was dropped because the accept queue was full).
+ */
 export type HandshakeRequest = NativeHandshakeRequest;
-
 const FIRST_BACKOFF_MS = 10;
 const MAX_BACKOFF_MS = 1000;
 const DEFAULT_BACKLOG = 511;
@@ -145,29 +148,27 @@ export class ListenSocket extends EventEmitter {
     } else {
       throw invalidArgType('fd', 'of type number or an instance of net.Server', source);
     }
+    // Checked before adopt(): the duplicate's O_NONBLOCK is set on the open
+    // file description the caller's fd shares, so a refused fd is never touched.
+    let info: NativeSocketInfo;
+    try {
+      info = binding.inspect(fd);
+    } catch (error) {
+      const { code, syscall } = error as NativeSystemError;
+      const reason = code === 'EBADF' && syscall === 'fcntl' ? 'must be an open file descriptor' : 'must be a socket';
+      throw invalidArgValue('fd', fd, reason, error);
+    }
+    if (!info.inet || !info.stream || !info.tcp) throw invalidArgValue('fd', fd, 'must be a TCP socket');
+    if (!info.listening) throw invalidArgValue('fd', fd, 'must be a listening socket');
     let handle: NativeHandle;
     try {
       handle = binding.adopt(fd);
     } catch (error) {
-      throw invalidArgValue('fd', fd, 'must be an open file descriptor', error);
+      // EINVAL: the number now names another socket (reused by another thread).
+      const reason = (error as NativeSystemError).code === 'EINVAL' ? 'must be a listening socket' : 'must be an open file descriptor';
+      throw invalidArgValue('fd', fd, reason, error);
     }
-    let reason: string | undefined;
-    let cause: unknown;
-    let reusePort = false;
-    try {
-      const info = handle.info();
-      reusePort = info.reusePort;
-      if (!info.inet || !info.stream || !info.tcp) reason = 'must be a TCP socket';
-      else if (!info.listening) reason = 'must be a listening socket';
-    } catch (error) {
-      reason = 'must be a socket';
-      cause = error;
-    }
-    if (reason !== undefined) {
-      handle.close();
-      throw invalidArgValue('fd', fd, reason, cause);
-    }
-    return new ListenSocket(handle, handle.queueDepth().backlog, reusePort);
+    return new ListenSocket(handle, handle.queueDepth().backlog, info.reusePort);
   }
 
   /** The socket's fd (owned by this object; -1 once closed). */
@@ -235,9 +236,13 @@ export class ListenSocket extends EventEmitter {
   }
 
   /**
-   * Each handshake in SYN_RECV on this socket's port, with its SYN-ACK
-   * retransmits and the milliseconds until the next one. Walks every socket
-   * of the namespace (sock_diag), like `pending({ handshakes: true })`.
+   * Each handshake in SYN_RECV on this socket's port: a stable `key`, the
+   * SYN-ACK retransmits so far (`retrans`) and the ms until the request's
+   * next timer (`expiresMs`), for bounding a wait on handshakes that may never
+   * complete (a spoofed SYN, a vanished client stays about a minute). One
+   * sock_diag dump, which walks every socket of the namespace: call it
+   * sparingly. sock_diag cannot tell which member of a `SO_REUSEPORT` group a
+   * request belongs to: each member of the group sees them all.
    */
   handshakeRequests(): HandshakeRequest[] {
     this.#assertOpen('handshakeRequests');

@@ -16,6 +16,16 @@ export interface NativeAddress {
   port: number;
 }
 
+/** One handshake in SYN_RECV, as sock_diag reports it. */
+export interface NativeHandshakeRequest {
+  /** `peer:port>local:port` (IPv6 in brackets): unique while the request lives, stable across calls. */
+  key: string;
+  /** `idiag_retrans`: SYN-ACKs sent again so far (on the timer, or answering a retransmitted SYN). */
+  retrans: number;
+  /** `idiag_expires`: ms until the request's timer fires next (0: due now). */
+  expiresMs: number;
+}
+
 export interface NativeSocketInfo {
   stream: boolean;
   inet: boolean;
@@ -23,16 +33,6 @@ export interface NativeSocketInfo {
   listening: boolean;
   /** SO_REUSEPORT is set. */
   reusePort: boolean;
-}
-
-/** A handshake in SYN_RECV as sock_diag reports it. */
-export interface NativeHandshakeRequest {
-  /** Identifies the request (its addresses and ports). */
-  key: string;
-  /** SYN-ACK retransmits so far (`idiag_retrans`). */
-  retrans: number;
-  /** Milliseconds until the request's next timer: its next SYN-ACK retransmit (`idiag_expires`). */
-  expiresMs: number;
 }
 
 /** One listening socket owned by the addon. Mechanism only: no state, no policy. */
@@ -53,8 +53,9 @@ export interface NativeHandle {
   /** Whether an armed listener keeps the event loop alive. */
   ref(on: boolean): void;
   queueDepth(): { queued: number; backlog: number };
+  /** Requests in SYN_RECV on this listener's port (and address, unless a wildcard), via sock_diag. */
   handshakes(): number;
-  /** Each handshake in SYN_RECV on the listener's port (sock_diag). */
+  /** The same requests, one entry each. */
   handshakeRequests(): NativeHandshakeRequest[];
   gate(on: boolean): void;
   /**
@@ -68,7 +69,6 @@ export interface NativeHandle {
   shutdown(): void;
   listen(backlog: number): void;
   address(): NativeAddress;
-  info(): NativeSocketInfo;
   close(): void;
 }
 
@@ -81,7 +81,14 @@ export interface NativeBinding {
     reusePort: boolean,
     ipv6Only: boolean,
   ): NativeHandle;
+  /**
+   * Takes a `F_DUPFD_CLOEXEC` duplicate of a listening TCP socket and makes it
+   * non-blocking (a flag of the shared open file description). Anything else
+   * is refused before the flag is touched.
+   */
   adopt(fd: number): NativeHandle;
+  /** What `fd` is, read without touching it; throws `ENOTSOCK` for a file that is not a socket. */
+  inspect(fd: number): NativeSocketInfo;
   readonly acceptBatch: number;
   /**
    * connect(2) to the AF_UNIX stream socket at `path` within `timeoutMs`;

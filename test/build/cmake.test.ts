@@ -2,12 +2,12 @@
 // from the same sources as binding.gyp. Builds into a temp dir, loads the
 // result directly (not through node-gyp-build) and drives a real listener.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, test } from 'vitest';
 import { ListenSocket } from '../../src/index.js';
 import type { NativeBinding } from '../../src/core/native.js';
 
@@ -23,6 +23,49 @@ function nodeDir(): string {
 }
 
 afterAll(() => rmSync(outDir, { recursive: true, force: true }));
+
+/** The sources and defines each build file names, as sorted lists. */
+function buildInputs(): {
+  gyp: { sources: string[]; defines: string[] };
+  cmake: { sources: string[]; defines: string[] };
+} {
+  const gyp = JSON.parse(readFileSync(path.join(packageRoot, 'binding.gyp'), 'utf8')) as {
+    targets: { sources: string[]; defines: string[] }[];
+  };
+  const target = gyp.targets[0]!;
+  const cmake = readFileSync(path.join(packageRoot, 'native', 'CMakeLists.txt'), 'utf8');
+  const block = (command: string): string[] => {
+    const match = new RegExp(`${command}\\(\\$\\{PROJECT_NAME\\}([^)]*)\\)`).exec(cmake);
+    if (match === null) throw new Error(`no ${command}(\${PROJECT_NAME} …) in CMakeLists.txt`);
+    return match[1]!.split(/\s+/).filter((word) => word !== '');
+  };
+  return {
+    gyp: { sources: [...target.sources].sort(), defines: [...target.defines].sort() },
+    cmake: {
+      sources: block('add_library')
+        .filter((word) => word.endsWith('.cc'))
+        .map((file) => `native/${file}`)
+        .sort(),
+      defines: block('target_compile_definitions')
+        .filter((word) => word !== 'PRIVATE')
+        .sort(),
+    },
+  };
+}
+
+describe('binding.gyp and native/CMakeLists.txt', () => {
+  test('name the same sources, every .cc file in native/, and the same defines', () => {
+    const { gyp, cmake } = buildInputs();
+    const onDisk = readdirSync(path.join(packageRoot, 'native'))
+      .filter((file) => file.endsWith('.cc'))
+      .map((file) => `native/${file}`)
+      .sort();
+    expect(gyp.sources).toEqual(onDisk);
+    expect(cmake.sources).toEqual(onDisk);
+    expect(cmake.defines).toEqual(gyp.defines);
+    expect(gyp.defines).toContain('NAPI_DISABLE_CPP_EXCEPTIONS');
+  });
+});
 
 describe('cmake-js build', () => {
   it('builds native/ and the result opens, accepts and closes a listener', { timeout: 240_000 }, async () => {

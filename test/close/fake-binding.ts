@@ -138,10 +138,6 @@ export class FakeHandle implements NativeHandle {
     return { address: '127.0.0.1', family: 'IPv4', port: 4000 };
   }
 
-  info(): NativeSocketInfo {
-    return { stream: true, inet: true, tcp: true, listening: this.listening, reusePort: false };
-  }
-
   close(): void {
     this.ops.push('close');
     this.closeCalls++;
@@ -210,6 +206,31 @@ export class FakeBinding implements NativeBinding {
 
   adopt(): NativeHandle {
     return this.open();
+  }
+
+  inspect(): NativeSocketInfo {
+    return { stream: true, inet: true, tcp: true, listening: true, reusePort: false };
+  }
+
+  // The handover and sd_notify calls: not used by the listener's tests.
+  unixConnect(): number {
+    throw systemError('ENOENT', 2, 'connect');
+  }
+
+  sendWithFds(): void {
+    throw systemError('ENOTCONN', 107, 'sendmsg');
+  }
+
+  receiveWithFds(): { data: Buffer; fds: number[]; eof: boolean } {
+    throw systemError('ENOTCONN', 107, 'recvmsg');
+  }
+
+  peerCredentials(): { pid: number; uid: number; gid: number } {
+    throw systemError('ENOTCONN', 107, 'getsockopt');
+  }
+
+  notify(): void {
+    throw systemError('ENOENT', 2, 'sendto');
   }
 
   get last(): FakeHandle {

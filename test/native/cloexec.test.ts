@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
 import { ListenSocket } from '../../src/index.js';
-import { Resources, acceptExactly, fdTarget, run, verdict, waitFor } from './helpers.js';
+import { O_NONBLOCK, Resources, acceptExactly, fdFlags, fdTarget, run, verdict, waitFor } from './helpers.js';
 
 const resources = new Resources();
 afterEach(() => resources.dispose());
@@ -17,16 +17,7 @@ for (const entry of fs.readdirSync('/proc/self/fd')) {
 console.log(JSON.stringify(Object.values(fds)));
 `;
 
-const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
-
-/** The open-file flags of one of this process's fds, from /proc/self/fdinfo. */
-function fdFlags(fd: number): number {
-  const info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
-  const match = /^flags:\s+([0-7]+)$/m.exec(info);
-  if (match === null) throw new Error(`no flags in fdinfo for ${fd}`);
-  return parseInt(match[1]!, 8);
-}
 
 async function childFds(stdio: (number | 'pipe' | 'ignore')[] = ['ignore', 'pipe', 'pipe']): Promise<string[]> {
   const result = await run(process.execPath, ['-e', LIST_FDS], { stdio });

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, test } from 'vitest';
-import { ListenSocket } from '../../src/index.js';
-import { Resources, acceptExactly, waitFor } from './helpers.js';
+import { ListenSocket, type HandshakeRequest } from '../../src/index.js';
+import { Resources, acceptExactly, sleep, waitFor } from './helpers.js';
 
 const resources = new Resources();
 afterEach(() => resources.dispose());
@@ -19,18 +19,24 @@ s = socket.socket(family, socket.SOCK_STREAM)
 s.setsockopt(socket.SOL_SOCKET, 26, program)
 s.setblocking(False)
 s.connect_ex((sys.argv[1], int(sys.argv[2])))
-print('ready', flush=True)
+print('ready', s.getsockname()[1], flush=True)
 sys.stdin.read()
 `;
 
-/** Starts a client whose handshake never completes; resolves once its SYN is sent. */
-function holdHandshake(host: string, port: number): Promise<() => void> {
+/**
+ * Starts a client whose handshake never completes; resolves once its SYN is
+ * sent, with the client's port and a function that ends the client.
+ */
+function holdHandshake(host: string, port: number): Promise<{ clientPort: number; release: () => void }> {
   const child = resources.child(spawn('python3', ['-c', HOLD_HANDSHAKE, host, String(port)], { stdio: ['pipe', 'pipe', 'pipe'] }));
   let stderr = '';
+  let stdout = '';
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
   return new Promise((resolve, reject) => {
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      if (chunk.includes('ready')) resolve(() => child.stdin.end());
+      stdout += chunk;
+      const ready = /ready (\d+)\n/.exec(stdout);
+      if (ready !== null) resolve({ clientPort: Number(ready[1]), release: () => child.stdin.end() });
     });
     child.on('error', reject);
     child.on('exit', (code) => reject(new Error(`python3 exited with ${code}: ${stderr}`)));
@@ -57,17 +63,21 @@ describe('handshakes in progress', () => {
     await acceptExactly(listener, resources, 1);
   });
 
-  test.each([
+  const CASES = [
     ['127.0.0.1', '127.0.0.1'],
     ['::1', '::1'],
     ['an IPv4 client of dual-stack ::', '::', '127.0.0.1'],
     ['an IPv6 client of dual-stack ::', '::', '::1'],
     ['an IPv4 client of v4-mapped ::ffff:127.0.0.1', '::ffff:127.0.0.1', '127.0.0.1'],
-  ])('a handshake held in SYN_RECV is counted (%s)', async (_name, host, clientHost = host) => {
+  ];
+
+  /** `address:port` as handshakeRequests() keys print it. */
+  const endpoint = (address: string, port: number): string => (address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`);
+
+  test.each(CASES)('a handshake held in SYN_RECV is counted (%s)', async (_name, host, clientHost = host) => {
     const listener = resources.listener(await ListenSocket.open({ host }));
-    const other = resources.listener(await ListenSocket.open({ host }));
     const { port } = listener.address();
-    const release = await holdHandshake(clientHost, port);
+    const { release } = await holdHandshake(clientHost, port);
 
     let handshaking = 0;
     await waitFor(
@@ -80,8 +90,86 @@ describe('handshakes in progress', () => {
     );
     expect(handshaking).toBe(1);
     expect(listener.pending().queued).toBe(0);
-    // Another listener's handshakes are not this one's.
-    expect(other.pending({ handshakes: true }).handshaking).toBe(0);
+    release();
+  });
+
+  test.each(CASES)(
+    'handshakeRequests(): its key, SYN-ACK retransmits growing, its timer counting down (%s)',
+    async (_name, host, clientHost = host) => {
+      const listener = resources.listener(await ListenSocket.open({ host }));
+      const { port } = listener.address();
+      expect(listener.handshakeRequests()).toEqual([]);
+      const { clientPort, release } = await holdHandshake(clientHost, port);
+      // A request has its listener's family: an IPv4 client of an IPv6
+      // listener shows with v4-mapped addresses. On loopback the client
+      // connects from the address it connects to.
+      const address = host.includes(':') && !clientHost.includes(':') ? `::ffff:${clientHost}` : clientHost;
+      const key = `${endpoint(address, clientPort)}>${endpoint(address, port)}`;
+
+      let requests: HandshakeRequest[] = [];
+      await waitFor('one request', () => (requests = listener.handshakeRequests()).length === 1, { tries: 50, intervalMs: 100 });
+      expect(requests).toEqual([{ key, retrans: expect.any(Number), expiresMs: expect.any(Number) }]);
+      expect(listener.pending({ handshakes: true }).handshaking).toBe(1);
+
+      // The client drops every SYN-ACK: the listener sends it again (after 1 s,
+      // then backing off), each time counted in retrans.
+      await waitFor('a SYN-ACK retransmit', () => (listener.handshakeRequests()[0]?.retrans ?? 0) >= 1, {
+        tries: 100,
+        intervalMs: 50,
+      });
+      const first = listener.handshakeRequests()[0]!;
+      expect(first.key).toBe(key);
+      // Between two retransmits the timer counts down.
+      let countedDown = false;
+      for (let i = 0; i < 10 && !countedDown; i++) {
+        const before = listener.handshakeRequests()[0]!;
+        await sleep(100);
+        const after = listener.handshakeRequests()[0]!;
+        expect(after.key).toBe(key);
+        expect(after.retrans).toBeGreaterThanOrEqual(before.retrans);
+        if (after.retrans === before.retrans && before.expiresMs > 0) {
+          expect(after.expiresMs).toBeLessThan(before.expiresMs);
+          countedDown = true;
+        }
+      }
+      expect(countedDown).toBe(true);
+      release();
+    },
+  );
+
+  // sock_diag reports request sockets with no link to the listener that owns
+  // them (no inode; the cookie is the request's own): it selects by local
+  // address and port only. So members of one SO_REUSEPORT group, same address
+  // and port, each see the requests of all — the kernel hashed the SYN to one
+  // of them, and nothing here says which. A listener on another port is told
+  // apart.
+  test.each(CASES)('SO_REUSEPORT siblings both see a request only one of them owns (%s)', async (_name, host, clientHost = host) => {
+    const listener = resources.listener(await ListenSocket.open({ host, reusePort: true }));
+    const { port } = listener.address();
+    const sibling = resources.listener(await ListenSocket.open({ host, port, reusePort: true }));
+    const elsewhere = resources.listener(await ListenSocket.open({ host }));
+    expect(sibling.address().port).toBe(port);
+    const { release } = await holdHandshake(clientHost, port);
+
+    await waitFor('the request', () => listener.handshakeRequests().length === 1, { tries: 50, intervalMs: 100 });
+    const [request] = listener.handshakeRequests();
+    expect(sibling.handshakeRequests().map((r) => r.key)).toEqual([request!.key]);
+    expect(listener.pending({ handshakes: true })).toMatchObject({ queued: 0, handshaking: 1 });
+    expect(sibling.pending({ handshakes: true })).toMatchObject({ queued: 0, handshaking: 1 });
+    expect(elsewhere.handshakeRequests()).toEqual([]);
+    expect(elsewhere.pending({ handshakes: true }).handshaking).toBe(0);
+    release();
+  });
+
+  test("an IPv6-only listener does not count the requests of an IPv4 listener on the same port", async () => {
+    const v4 = resources.listener(await ListenSocket.open({ host: '0.0.0.0' }));
+    const { port } = v4.address();
+    const v6 = resources.listener(await ListenSocket.open({ host: '::', port, ipv6Only: true }));
+    const { release } = await holdHandshake('127.0.0.1', port);
+    await waitFor('the request', () => v4.handshakeRequests().length === 1, { tries: 50, intervalMs: 100 });
+    expect(v4.pending({ handshakes: true }).handshaking).toBe(1);
+    expect(v6.pending({ handshakes: true }).handshaking).toBe(0);
+    expect(v6.handshakeRequests()).toEqual([]);
     release();
   });
 });

@@ -143,6 +143,16 @@ export function openFds(): Map<number, string> {
   return result;
 }
 
+export const O_NONBLOCK = 0o4000;
+
+/** The open-file flags (F_GETFL) of one of this process's fds, from /proc/self/fdinfo. */
+export function fdFlags(fd: number): number {
+  const info = fs.readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+  const match = /^flags:\s+([0-7]+)$/m.exec(info);
+  if (match === null) throw new Error(`no flags in fdinfo for ${fd}`);
+  return parseInt(match[1]!, 8);
+}
+
 export function hasTarget(target: string): boolean {
   for (const open of openFds().values()) if (open === target) return true;
   return false;
@@ -193,6 +203,10 @@ export interface ChildResult {
   stderr: string;
 }
 
+// Under valgrind (test/valgrind/run.sh) every process runs many times slower:
+// hang bounds are multiplied by GL_TEST_HANG_SCALE.
+const HANG_SCALE = Math.max(1, Number(process.env.GL_TEST_HANG_SCALE ?? '1') || 1);
+
 /** Runs a child to completion, killing it if it outlives `killAfterMs` (a hang bound, not a timing assertion). */
 export function run(
   command: string,
@@ -209,7 +223,7 @@ export function run(
     let stderr = '';
     child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
     child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const timer = setTimeout(() => child.kill('SIGKILL'), options.killAfterMs ?? 20_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), (options.killAfterMs ?? 20_000) * HANG_SCALE);
     child.on('error', (error) => {
       clearTimeout(timer);
       reject(error);

@@ -1,0 +1,113 @@
+#include "sock_diag.h"
+
+#include <errno.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <unistd.h>
+
+namespace graceful_listener {
+namespace {
+
+bool MatchesLocal(const sockaddr_storage& local, const inet_diag_msg& msg) {
+  if (msg.idiag_family != local.ss_family) return false;
+  if (local.ss_family == AF_INET) {
+    auto* sin = reinterpret_cast<const sockaddr_in*>(&local);
+    return sin->sin_addr.s_addr == INADDR_ANY || msg.id.idiag_src[0] == sin->sin_addr.s_addr;
+  }
+  auto* sin6 = reinterpret_cast<const sockaddr_in6*>(&local);
+  return IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr) ||
+         memcmp(msg.id.idiag_src, &sin6->sin6_addr, 16) == 0;
+}
+
+HandshakeRequest ToRequest(const inet_diag_msg& msg) {
+  HandshakeRequest request{};
+  request.family = msg.idiag_family;
+  size_t length = msg.idiag_family == AF_INET ? 4 : 16;
+  memcpy(request.localAddress, msg.id.idiag_src, length);
+  memcpy(request.peerAddress, msg.id.idiag_dst, length);
+  request.localPort = ntohs(msg.id.idiag_sport);
+  request.peerPort = ntohs(msg.id.idiag_dport);
+  request.retrans = msg.idiag_retrans;
+  request.expiresMs = msg.idiag_expires;
+  return request;
+}
+
+// One SOCK_DIAG_BY_FAMILY dump of `family` TCP sockets in SYN_RECV.
+int Dump(const sockaddr_storage& local, int family, std::vector<HandshakeRequest>* out,
+         const char** syscall) {
+  uint16_t port = local.ss_family == AF_INET
+                      ? reinterpret_cast<const sockaddr_in*>(&local)->sin_port
+                      : reinterpret_cast<const sockaddr_in6*>(&local)->sin6_port;
+  int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+  if (nl < 0) {
+    *syscall = "socket";
+    return errno;
+  }
+  struct {
+    nlmsghdr header;
+    inet_diag_req_v2 request;
+  } message{};
+  message.header.nlmsg_len = sizeof(message);
+  message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+  message.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  message.request.sdiag_family = family;
+  message.request.sdiag_protocol = IPPROTO_TCP;
+  message.request.idiag_states = 1u << TCP_SYN_RECV;
+  sockaddr_nl kernel{};
+  kernel.nl_family = AF_NETLINK;
+  if (sendto(nl, &message, sizeof(message), 0, reinterpret_cast<sockaddr*>(&kernel),
+             sizeof(kernel)) < 0) {
+    int err = errno;
+    ::close(nl);
+    *syscall = "sendto";
+    return err;
+  }
+  std::vector<char> buffer(32768);
+  int err = 0;
+  for (bool done = false; !done;) {
+    ssize_t n = recv(nl, buffer.data(), buffer.size(), 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      err = errno;
+      break;
+    }
+    if (n == 0) break;
+    int remaining = static_cast<int>(n);
+    for (auto* h = reinterpret_cast<nlmsghdr*>(buffer.data()); NLMSG_OK(h, remaining);
+         h = NLMSG_NEXT(h, remaining)) {
+      if (h->nlmsg_type == NLMSG_DONE) {
+        done = true;
+        break;
+      }
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        auto* e = static_cast<nlmsgerr*>(NLMSG_DATA(h));
+        err = e->error < 0 ? -e->error : EIO;
+        done = true;
+        break;
+      }
+      auto* msg = static_cast<inet_diag_msg*>(NLMSG_DATA(h));
+      if (msg->idiag_state == TCP_SYN_RECV && msg->id.idiag_sport == port &&
+          MatchesLocal(local, *msg)) {
+        out->push_back(ToRequest(*msg));
+      }
+    }
+  }
+  ::close(nl);
+  if (err != 0) *syscall = "recv";
+  return err;
+}
+
+}  // namespace
+
+int SynRecvRequests(const sockaddr_storage& local, std::vector<HandshakeRequest>* out,
+                    const char** syscall) {
+  // A request has its listener's family (inet_reqsk_alloc: ireq_family =
+  // sk_listener->sk_family): a dual-stack IPv6 listener's IPv4 clients are
+  // AF_INET6 requests with v4-mapped addresses, so one dump is enough.
+  return Dump(local, local.ss_family, out, syscall);
+}
+
+}  // namespace graceful_listener
