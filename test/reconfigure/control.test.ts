@@ -1,0 +1,184 @@
+// The handover control socket against successors that misbehave: a stale
+// socket file, garbage, a peer that hangs, a second successor during a
+// handover, a peer of another uid, and successors that die before and
+// after saying ready. Each gets a clear refusal or nothing; the running
+// listener goes on as before (or, for a successor that died after ready
+// while the socket was still held here, accepts again).
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, test } from 'vitest';
+import { listen, type ServerListener } from '../../src/index.js';
+import { waitFor } from '../helpers/close-fixtures.js';
+import { distEntry, requireDist } from '../native/helpers.js';
+
+const PEER = path.join(__dirname, '..', 'helpers', 'handover-peer.mjs');
+const distDir = path.dirname(distEntry);
+
+let dir: string;
+let control: string;
+const listeners: ServerListener[] = [];
+const children: ReturnType<typeof spawn>[] = [];
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gl-control-'));
+  control = path.join(dir, 'control.sock');
+});
+afterEach(async () => {
+  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  for (const listener of listeners.splice(0)) if (listener.state !== 'closed') await listener.destroy();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+interface Step {
+  step: string;
+  [key: string]: unknown;
+}
+
+/** A misbehaving successor; `steps` fill as it prints, `go()` writes a line to its stdin. */
+function peer(behaviour: string, asUser?: string) {
+  requireDist();
+  const command = asUser === undefined ? process.execPath : 'setpriv';
+  const args = asUser === undefined ? [PEER, distDir, control, behaviour] : ['--reuid', asUser, '--regid', asUser, '--clear-groups', process.execPath, PEER, distDir, control, behaviour];
+  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  children.push(child);
+  const steps: Step[] = [];
+  let buffered = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    buffered += chunk;
+    for (let newline = buffered.indexOf('\n'); newline >= 0; newline = buffered.indexOf('\n')) {
+      steps.push(JSON.parse(buffered.slice(0, newline)) as Step);
+      buffered = buffered.slice(newline + 1);
+    }
+  });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, steps, exited, stderr: () => stderr, go: () => child.stdin.write('go\n'), saw: (step: string) => steps.find((s) => s.step === step) };
+}
+
+function get(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, agent: false }, (response) => {
+        let body = '';
+        response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+        response.on('end', () => resolve(body));
+      })
+      .on('error', reject);
+  });
+}
+
+async function running(timeout = 5000) {
+  const server = http.createServer((request, response) => {
+    if (request.url === '/slow') setTimeout(() => response.end('slow\n'), 300_000).unref();
+    else response.end('here\n');
+  });
+  const listener = await listen(server, { host: '127.0.0.1', handover: { path: control, timeout } });
+  listeners.push(listener);
+  await waitFor('the control socket', () => fs.existsSync(control));
+  return { server, listener, port: listener.address().port };
+}
+
+test('a stale control socket file (its process is gone): listen() binds fresh and serves the path', async () => {
+  execFileSync('python3', ['-c', 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])', control]);
+  expect(fs.statSync(control).isSocket()).toBe(true);
+  const { port } = await running();
+  expect(await get(port)).toBe('here\n');
+  // The path is live now: a successor gets an offer.
+  const second = peer('second');
+  await second.exited;
+  expect(second.saw('offer')).toMatchObject({ fds: 1 });
+});
+
+test('garbage gets nothing; the listener goes on, and the next successor is served', async () => {
+  const { listener, port } = await running();
+  const garbage = peer('garbage');
+  await garbage.exited;
+  expect(garbage.saw('answer')).toMatchObject({ eof: true, data: '', fds: 0 });
+  expect(listener.state).toBe('accepting');
+  expect(await get(port)).toBe('here\n');
+  const second = peer('second');
+  await second.exited;
+  expect(second.saw('offer')).toMatchObject({ fds: 1 });
+  expect(listener.state).toBe('accepting');
+  expect(listener.shared).toBe(false);
+});
+
+test('a peer that connects and hangs is dropped after the timeout; a second successor meanwhile is told busy', async () => {
+  const { listener } = await running(500);
+  const hang = peer('hang');
+  await waitFor('the hanging peer to connect', () => hang.saw('connected') !== undefined);
+  const busy = peer('second');
+  await busy.exited;
+  expect(busy.saw('offer')?.data).toMatch(/"error":"busy/);
+  expect(busy.saw('offer')).toMatchObject({ fds: 0 });
+  // After the timeout the hanging peer is gone and a successor is served.
+  await waitFor('the next successor to be served', async () => {
+    const next = peer('second');
+    await next.exited;
+    return next.saw('offer')?.fds === 1;
+  }, { tries: 20, intervalMs: 200 });
+  hang.go();
+  expect(listener.state).toBe('accepting');
+});
+
+test('a peer of another uid is refused (SO_PEERCRED), and cannot even connect to the 0600 socket', async () => {
+  const { listener } = await running();
+  expect(fs.statSync(control).mode & 0o777).toBe(0o600);
+  const denied = peer('second', '65534');
+  await denied.exited;
+  expect(denied.saw('connect-failed')).toMatchObject({ code: 'EACCES' });
+  // Opened to everyone, the socket still serves only the same uid or root.
+  fs.chmodSync(control, 0o666);
+  fs.chmodSync(dir, 0o755);
+  const refused = peer('second', '65534');
+  await refused.exited;
+  expect(refused.saw('offer')?.data).toMatch(/"error":"permission denied"/);
+  expect(refused.saw('offer')).toMatchObject({ fds: 0 });
+  expect(listener.state).toBe('accepting');
+});
+
+test('a successor killed before ready: the running listener never stopped, nothing changed', async () => {
+  const { listener, port } = await running();
+  const dying = peer('die-before-ready');
+  await dying.exited;
+  expect(dying.saw('offer')).toMatchObject({ fds: 1 });
+  expect(listener.state).toBe('accepting');
+  expect(listener.shared).toBe(false);
+  expect(await get(port)).toBe('here\n');
+});
+
+test('a successor killed right after ready, while this listener still holds the socket: it accepts again', async () => {
+  const { listener, port } = await running();
+  // A request in flight keeps the retiring listener (and its fd) alive.
+  const slow = net.connect({ port, host: '127.0.0.1' });
+  slow.on('error', () => {});
+  slow.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n');
+  await waitFor('the slow request', () => listener.count === 2);
+  const handovers: unknown[] = [];
+  listener.on('handover', (event) => handovers.push(event));
+  const successor = peer('die-after-ready');
+  await waitFor('ready', () => successor.saw('ready') !== undefined);
+  await waitFor('the retire', () => listener.state === 'draining');
+  expect(handovers).toHaveLength(1);
+  successor.go();
+  await successor.exited;
+  await waitFor('accepting again', () => listener.state === 'accepting');
+  expect(listener.shared).toBe(false);
+  expect(await get(port)).toBe('here\n');
+  slow.destroy();
+});
+
+describe('directory rules', () => {
+  test('a control path in a directory owned by another user is refused', async () => {
+    fs.chownSync(dir, 65534, 65534);
+    const server = http.createServer();
+    await expect(listen(server, { host: '127.0.0.1', handover: { path: control } })).rejects.toMatchObject({
+      code: 'ERR_INVALID_ARG_VALUE',
+    });
+  });
+});
