@@ -71,6 +71,7 @@ struct SocketKind {
   bool inet;
   bool tcp;
   bool listening;
+  bool reusePort;
 };
 
 // What `fd` is, with no side effect on it. Returns 0 or an errno, with the
@@ -82,11 +83,11 @@ int InspectFd(int fd, SocketKind* kind, const char** syscall) {
   *syscall = "fstat";
   if (fstat(fd, &st) != 0) return errno;
   if (!S_ISSOCK(st.st_mode)) return ENOTSOCK;
-  int type = 0, domain = 0, protocol = 0, listening = 0;
-  int* values[] = {&type, &domain, &protocol, &listening};
-  const int names[] = {SO_TYPE, SO_DOMAIN, SO_PROTOCOL, SO_ACCEPTCONN};
+  int type = 0, domain = 0, protocol = 0, listening = 0, reusePort = 0;
+  int* values[] = {&type, &domain, &protocol, &listening, &reusePort};
+  const int names[] = {SO_TYPE, SO_DOMAIN, SO_PROTOCOL, SO_ACCEPTCONN, SO_REUSEPORT};
   *syscall = "getsockopt";
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 5; i++) {
     socklen_t len = sizeof(int);
     if (getsockopt(fd, SOL_SOCKET, names[i], values[i], &len) != 0) return errno;
   }
@@ -94,10 +95,12 @@ int InspectFd(int fd, SocketKind* kind, const char** syscall) {
   kind->inet = domain == AF_INET || domain == AF_INET6;
   kind->tcp = protocol == IPPROTO_TCP;
   kind->listening = listening != 0;
+  kind->reusePort = reusePort != 0;
   return 0;
 }
 
-// inspect(fd): { stream, inet, tcp, listening }, read without touching the fd;
+// inspect(fd): { stream, inet, tcp, listening, reusePort }, read without
+// touching the fd;
 // adopt() in TypeScript uses it to say what an fd it refuses is.
 Napi::Value Inspect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -113,6 +116,7 @@ Napi::Value Inspect(const Napi::CallbackInfo& info) {
   result.Set("inet", kind.inet);
   result.Set("tcp", kind.tcp);
   result.Set("listening", kind.listening);
+  result.Set("reusePort", kind.reusePort);
   return result;
 }
 
