@@ -6,7 +6,8 @@
         "native/addon.cc",
         "native/handle.cc",
         "native/sock_diag.cc",
-        "native/syn_gate.cc"
+        "native/syn_gate.cc",
+        "native/unix.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

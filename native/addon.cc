@@ -1,5 +1,6 @@
 // The module: the two ways to get a handle (open a new listening socket, or
-// adopt someone else's), the check adopt() makes, and the constants JS needs.
+// adopt someone else's), the check adopt() makes, the constants JS needs, and
+// thin wrappers over the AF_UNIX calls of unix.h (handover, sd_notify).
 
 #include <napi.h>
 
@@ -11,8 +12,10 @@
 #include <unistd.h>
 
 #include <string>
+#include <vector>
 
 #include "handle.h"
+#include "unix.h"
 #include "util.h"
 
 namespace graceful_listener {
@@ -68,6 +71,7 @@ struct SocketKind {
   bool inet;
   bool tcp;
   bool listening;
+  bool reusePort;
 };
 
 // What `fd` is, with no side effect on it. Returns 0 or an errno, with the
@@ -79,11 +83,11 @@ int InspectFd(int fd, SocketKind* kind, const char** syscall) {
   *syscall = "fstat";
   if (fstat(fd, &st) != 0) return errno;
   if (!S_ISSOCK(st.st_mode)) return ENOTSOCK;
-  int type = 0, domain = 0, protocol = 0, listening = 0;
-  int* values[] = {&type, &domain, &protocol, &listening};
-  const int names[] = {SO_TYPE, SO_DOMAIN, SO_PROTOCOL, SO_ACCEPTCONN};
+  int type = 0, domain = 0, protocol = 0, listening = 0, reusePort = 0;
+  int* values[] = {&type, &domain, &protocol, &listening, &reusePort};
+  const int names[] = {SO_TYPE, SO_DOMAIN, SO_PROTOCOL, SO_ACCEPTCONN, SO_REUSEPORT};
   *syscall = "getsockopt";
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < 5; i++) {
     socklen_t len = sizeof(int);
     if (getsockopt(fd, SOL_SOCKET, names[i], values[i], &len) != 0) return errno;
   }
@@ -91,10 +95,12 @@ int InspectFd(int fd, SocketKind* kind, const char** syscall) {
   kind->inet = domain == AF_INET || domain == AF_INET6;
   kind->tcp = protocol == IPPROTO_TCP;
   kind->listening = listening != 0;
+  kind->reusePort = reusePort != 0;
   return 0;
 }
 
-// inspect(fd): { stream, inet, tcp, listening }, read without touching the fd;
+// inspect(fd): { stream, inet, tcp, listening, reusePort }, read without
+// touching the fd;
 // adopt() in TypeScript uses it to say what an fd it refuses is.
 Napi::Value Inspect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -110,6 +116,7 @@ Napi::Value Inspect(const Napi::CallbackInfo& info) {
   result.Set("inet", kind.inet);
   result.Set("tcp", kind.tcp);
   result.Set("listening", kind.listening);
+  result.Set("reusePort", kind.reusePort);
   return result;
 }
 
@@ -145,6 +152,102 @@ Napi::Value Adopt(const Napi::CallbackInfo& info) {
   return NewHandle(env, fd);
 }
 
+Napi::Value ThrowSystemError(Napi::Env env, int err, const char* syscall) {
+  SystemError(env, err, syscall).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// Arguments are validated in TypeScript; these are programming errors.
+Napi::Value ThrowTypeError(Napi::Env env, const char* message) {
+  Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// unixConnect(path, timeoutMs): fd
+Napi::Value UnixConnectJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  int fd = -1;
+  const char* syscall = nullptr;
+  int err = UnixConnect(path, info[1].As<Napi::Number>().Int32Value(), &fd, &syscall);
+  if (err != 0) return ThrowSystemError(env, err, syscall);
+  return Napi::Number::New(env, fd);
+}
+
+// sendWithFds(fd, data: Buffer, fds: number[])
+Napi::Value SendWithFdsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[1].IsBuffer()) return ThrowTypeError(env, "sendWithFds: data must be a Buffer");
+  if (!info[2].IsArray()) return ThrowTypeError(env, "sendWithFds: fds must be an array");
+  auto data = info[1].As<Napi::Buffer<char>>();
+  Napi::Array list = info[2].As<Napi::Array>();
+  std::vector<int> fds(list.Length());
+  for (uint32_t i = 0; i < list.Length(); i++) {
+    Napi::Value value = list.Get(i);
+    if (!value.IsNumber()) return ThrowTypeError(env, "sendWithFds: fds must be numbers");
+    fds[i] = value.As<Napi::Number>().Int32Value();
+  }
+  // SCM_RIGHTS travels with data on a stream socket: with none, nothing is sent.
+  if (!fds.empty() && data.Length() == 0) {
+    return ThrowTypeError(env, "sendWithFds: fds need at least one byte of data");
+  }
+  const char* syscall = nullptr;
+  int err = SendWithFds(info[0].As<Napi::Number>().Int32Value(), data.Data(), data.Length(), fds,
+                        &syscall);
+  if (err != 0) return ThrowSystemError(env, err, syscall);
+  return env.Undefined();
+}
+
+// receiveWithFds(fd, timeoutMs, maxBytes): { data, fds, eof }
+Napi::Value ReceiveWithFdsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double maxBytes = info[2].As<Napi::Number>().DoubleValue();
+  Received received;
+  const char* syscall = nullptr;
+  int err = ReceiveWithFds(info[0].As<Napi::Number>().Int32Value(),
+                           info[1].As<Napi::Number>().Int32Value(),
+                           maxBytes > 0 ? static_cast<size_t>(maxBytes) : 0, &received, &syscall);
+  if (err != 0) return ThrowSystemError(env, err, syscall);
+  auto data = Napi::Buffer<char>::Copy(env, received.data.data(), received.data.size());
+  if (env.IsExceptionPending()) {
+    // No Buffer (out of memory): the fds would reach nobody.
+    for (int fd : received.fds) ::close(fd);
+    return env.Undefined();
+  }
+  Napi::Array fds = Napi::Array::New(env, received.fds.size());
+  for (size_t i = 0; i < received.fds.size(); i++) fds.Set(i, Napi::Number::New(env, received.fds[i]));
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("data", data);
+  result.Set("fds", fds);
+  result.Set("eof", received.eof);
+  return result;
+}
+
+// peerCredentials(fd): { pid, uid, gid }
+Napi::Value PeerCredentialsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int pid = 0;
+  unsigned uid = 0, gid = 0;
+  const char* syscall = nullptr;
+  int err = PeerCredentials(info[0].As<Napi::Number>().Int32Value(), &pid, &uid, &gid, &syscall);
+  if (err != 0) return ThrowSystemError(env, err, syscall);
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("pid", Napi::Number::New(env, pid));
+  result.Set("uid", Napi::Number::New(env, uid));
+  result.Set("gid", Napi::Number::New(env, gid));
+  return result;
+}
+
+// notify(path, message)
+Napi::Value NotifyJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* syscall = nullptr;
+  int err = Notify(info[0].As<Napi::String>().Utf8Value(), info[1].As<Napi::String>().Utf8Value(),
+                   &syscall);
+  if (err != 0) return ThrowSystemError(env, err, syscall);
+  return env.Undefined();
+}
+
 }  // namespace
 }  // namespace graceful_listener
 
@@ -157,6 +260,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("adopt", Napi::Function::New<Adopt>(env, "adopt"));
   exports.Set("inspect", Napi::Function::New<Inspect>(env, "inspect"));
   exports.Set("acceptBatch", Napi::Number::New(env, kAcceptBatch));
+  exports.Set("unixConnect", Napi::Function::New<UnixConnectJs>(env, "unixConnect"));
+  exports.Set("sendWithFds", Napi::Function::New<SendWithFdsJs>(env, "sendWithFds"));
+  exports.Set("receiveWithFds", Napi::Function::New<ReceiveWithFdsJs>(env, "receiveWithFds"));
+  exports.Set("peerCredentials", Napi::Function::New<PeerCredentialsJs>(env, "peerCredentials"));
+  exports.Set("notify", Napi::Function::New<NotifyJs>(env, "notify"));
   return exports;
 }
 

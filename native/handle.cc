@@ -1,5 +1,6 @@
 // One handle per listening TCP socket: arm/disarm accept(2), queue depth,
-// handshakes in progress, SYN gate, shutdown/relisten, close. Mechanism only:
+// handshakes in progress, SYN gate, SO_REUSEPORT steering and group size,
+// shutdown/relisten, close. Mechanism only:
 // every decision (states, counts, back-off, timeouts) lives in TypeScript.
 
 #include "handle.h"
@@ -8,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -20,6 +22,11 @@
 #include "sock_diag.h"
 #include "syn_gate.h"
 #include "util.h"
+
+// Linux 5.3; older C library headers may lack the name.
+#ifndef SO_DETACH_REUSEPORT_BPF
+#define SO_DETACH_REUSEPORT_BPF 68
+#endif
 
 namespace graceful_listener {
 namespace {
@@ -65,6 +72,8 @@ class Handle : public Napi::ObjectWrap<Handle> {
                            InstanceMethod<&Handle::Handshakes>("handshakes"),
                            InstanceMethod<&Handle::HandshakeRequests>("handshakeRequests"),
                            InstanceMethod<&Handle::Gate>("gate"),
+                           InstanceMethod<&Handle::Steer>("steer"),
+                           InstanceMethod<&Handle::ReusePortMembers>("reusePortMembers"),
                            InstanceMethod<&Handle::Shutdown>("shutdown"),
                            InstanceMethod<&Handle::Relisten>("listen"),
                            InstanceMethod<&Handle::Address>("address"),
@@ -425,6 +434,51 @@ class Handle : public Napi::ObjectWrap<Handle> {
     int err = info[0].ToBoolean() ? gate_.Attach(fd_, &syscall) : gate_.Detach(fd_, &syscall);
     if (err != 0) SystemError(env, err, syscall).ThrowAsJavaScriptException();
     return env.Undefined();
+  }
+
+  // steer(index): a classic BPF program `ret #index` for the socket's whole
+  // SO_REUSEPORT group (SO_ATTACH_REUSEPORT_CBPF): the kernel sends each new
+  // SYN to the member at that index of the group (listen() order; an index
+  // out of range falls back to the hash). A negative index detaches the
+  // program (SO_DETACH_REUSEPORT_BPF, int-sized optval); none attached is
+  // ENOENT, already the state asked for.
+  Napi::Value Steer(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckOpen(env, "setsockopt")) return env.Undefined();
+    int index = info[0].As<Napi::Number>().Int32Value();
+    int result;
+    if (index >= 0) {
+      sock_filter program[] = {BPF_STMT(BPF_RET | BPF_K, static_cast<uint32_t>(index))};
+      sock_fprog fprog{1, program};
+      result = setsockopt(fd_, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &fprog, sizeof(fprog));
+    } else {
+      int unused = 0;
+      result = setsockopt(fd_, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &unused, sizeof(unused));
+      if (result != 0 && errno == ENOENT) result = 0;
+    }
+    if (result != 0) SystemError(env, errno, "setsockopt").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+
+  // reusePortMembers(): LISTEN sockets on this socket's address and port,
+  // this one included, through sock_diag (sock_diag.h ListenersOn).
+  Napi::Value ReusePortMembers(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckOpen(env, "getsockname")) return env.Undefined();
+    sockaddr_storage local{};
+    socklen_t len = sizeof(local);
+    if (getsockname(fd_, reinterpret_cast<sockaddr*>(&local), &len) != 0) {
+      SystemError(env, errno, "getsockname").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    int count = 0;
+    const char* syscall = nullptr;
+    int err = ListenersOn(local, &count, &syscall);
+    if (err != 0) {
+      SystemError(env, err, syscall).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return Napi::Number::New(env, count);
   }
 
   // shutdown(SHUT_RD) moves the listener to CLOSE: every connection still

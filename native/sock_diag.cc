@@ -35,12 +35,15 @@ HandshakeRequest ToRequest(const inet_diag_msg& msg) {
   return request;
 }
 
-// One SOCK_DIAG_BY_FAMILY dump of `family` TCP sockets in SYN_RECV.
-int Dump(const sockaddr_storage& local, int family, std::vector<HandshakeRequest>* out,
-         const char** syscall) {
-  uint16_t port = local.ss_family == AF_INET
-                      ? reinterpret_cast<const sockaddr_in*>(&local)->sin_port
-                      : reinterpret_cast<const sockaddr_in6*>(&local)->sin6_port;
+uint16_t NetworkPort(const sockaddr_storage& local) {
+  return local.ss_family == AF_INET ? reinterpret_cast<const sockaddr_in*>(&local)->sin_port
+                                    : reinterpret_cast<const sockaddr_in6*>(&local)->sin6_port;
+}
+
+// One SOCK_DIAG_BY_FAMILY dump of `family` TCP sockets in `states` (a mask
+// of 1 << TCP_*): `visit` sees each inet_diag_msg.
+template <typename Visit>
+int Dump(int family, uint32_t states, Visit visit, const char** syscall) {
   int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (nl < 0) {
     *syscall = "socket";
@@ -55,7 +58,7 @@ int Dump(const sockaddr_storage& local, int family, std::vector<HandshakeRequest
   message.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   message.request.sdiag_family = family;
   message.request.sdiag_protocol = IPPROTO_TCP;
-  message.request.idiag_states = 1u << TCP_SYN_RECV;
+  message.request.idiag_states = states;
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
   if (sendto(nl, &message, sizeof(message), 0, reinterpret_cast<sockaddr*>(&kernel),
@@ -88,11 +91,7 @@ int Dump(const sockaddr_storage& local, int family, std::vector<HandshakeRequest
         done = true;
         break;
       }
-      auto* msg = static_cast<inet_diag_msg*>(NLMSG_DATA(h));
-      if (msg->idiag_state == TCP_SYN_RECV && msg->id.idiag_sport == port &&
-          MatchesLocal(local, *msg)) {
-        out->push_back(ToRequest(*msg));
-      }
+      visit(*static_cast<inet_diag_msg*>(NLMSG_DATA(h)));
     }
   }
   ::close(nl);
@@ -107,7 +106,38 @@ int SynRecvRequests(const sockaddr_storage& local, std::vector<HandshakeRequest>
   // A request has its listener's family (inet_reqsk_alloc: ireq_family =
   // sk_listener->sk_family): a dual-stack IPv6 listener's IPv4 clients are
   // AF_INET6 requests with v4-mapped addresses, so one dump is enough.
-  return Dump(local, local.ss_family, out, syscall);
+  uint16_t port = NetworkPort(local);
+  return Dump(
+      local.ss_family, 1u << TCP_SYN_RECV,
+      [&](const inet_diag_msg& msg) {
+        if (msg.idiag_state == TCP_SYN_RECV && msg.id.idiag_sport == port &&
+            MatchesLocal(local, msg)) {
+          out->push_back(ToRequest(msg));
+        }
+      },
+      syscall);
+}
+
+int ListenersOn(const sockaddr_storage& local, int* count, const char** syscall) {
+  // Members of one group share the family (a v4 socket and a v6 one never
+  // join one group), so one dump is enough here too. The address is compared
+  // as is: a wildcard matches only a wildcard.
+  uint16_t port = NetworkPort(local);
+  size_t length = local.ss_family == AF_INET ? 4 : 16;
+  const void* address =
+      local.ss_family == AF_INET
+          ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in*>(&local)->sin_addr)
+          : static_cast<const void*>(&reinterpret_cast<const sockaddr_in6*>(&local)->sin6_addr);
+  *count = 0;
+  return Dump(
+      local.ss_family, 1u << TCP_LISTEN,
+      [&](const inet_diag_msg& msg) {
+        if (msg.idiag_state == TCP_LISTEN && msg.idiag_family == local.ss_family &&
+            msg.id.idiag_sport == port && memcmp(msg.id.idiag_src, address, length) == 0) {
+          ++*count;
+        }
+      },
+      syscall);
 }
 
 }  // namespace graceful_listener

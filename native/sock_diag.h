@@ -1,7 +1,7 @@
-// A sock_diag (NETLINK_SOCK_DIAG) client for TCP requests in SYN_RECV: the
-// handshakes a listener has answered with a SYN-ACK that have not completed.
-// They are not in TCP_INFO; this is the same source `ss state syn-recv` uses,
-// and needs no privilege. Plain C++: no N-API here.
+// A sock_diag (NETLINK_SOCK_DIAG) client, the same source `ss` uses, with no
+// privilege needed: TCP requests in SYN_RECV (the handshakes a listener has
+// answered with a SYN-ACK that have not completed; they are not in TCP_INFO),
+// and the LISTEN sockets of an address and port. Plain C++: no N-API here.
 #ifndef GRACEFUL_LISTENER_SOCK_DIAG_H_
 #define GRACEFUL_LISTENER_SOCK_DIAG_H_
 
@@ -41,6 +41,14 @@ struct HandshakeRequest {
 // cannot be told apart, each member sees the requests of both.
 int SynRecvRequests(const sockaddr_storage& local, std::vector<HandshakeRequest>* out,
                     const char** syscall);
+
+// Counts the TCP sockets in LISTEN on `local`'s family, address and port,
+// the socket `local` came from included: the members of its SO_REUSEPORT
+// group (only members of one group can listen on one address and port).
+// The kernel walks only its listening hash for this, not every connection.
+//
+// Returns 0 or an errno; `*syscall` then names the call that failed.
+int ListenersOn(const sockaddr_storage& local, int* count, const char** syscall);
 
 }  // namespace graceful_listener
 
