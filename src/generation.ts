@@ -55,7 +55,9 @@ export interface DrainReport {
 export class DrainTally {
   readonly report: DrainReport;
   readonly #started = performance.now();
-  readonly #cut = new WeakSet<object>();
+  // How each cut connection was cut: counted once per kind, however many
+  // deadlines (a close's, a retirement's, destroy()) reach it.
+  readonly #cut = new WeakMap<object, 'ended' | 'destroyed'>();
 
   constructor(openAtClose: number) {
     this.report = { openAtClose, accepted: 0, served: 0, ended: 0, destroyed: 0, durationMs: 0 };
@@ -66,12 +68,14 @@ export class DrainTally {
   }
 
   ended(connection: object): void {
-    this.#cut.add(connection);
+    if (this.#cut.has(connection)) return;
+    this.#cut.set(connection, 'ended');
     this.report.ended++;
   }
 
   destroyed(connection: object): void {
-    this.#cut.add(connection);
+    if (this.#cut.get(connection) === 'destroyed') return;
+    this.#cut.set(connection, 'destroyed');
     this.report.destroyed++;
   }
 

@@ -349,12 +349,12 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       this.#drain = undefined;
       this.#closing = undefined;
       this.#clearTimers(drain);
-      if (drain.socketReport.gated) {
-        try {
-          this.#socket.gate(false);
-        } catch (error) {
-          this.#emitError(error as Error);
-        }
+      try {
+        if (drain.socketReport.gated) this.#socket.gate(false);
+        // New SYNs were steered to a sibling: let the group hash again.
+        if (drain.socketReport.reuseport === 'steered') this.#socket.steer(-1);
+      } catch (error) {
+        this.#emitError(error as Error);
       }
       this.#current?.stopDraining();
       drain.reject(new ListenerError('ERR_CLOSE_ABORTED', 'The close was aborted by resume()'));

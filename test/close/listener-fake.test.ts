@@ -209,6 +209,34 @@ describe('Listener on the fake binding', () => {
   });
 });
 
+describe('destroy()', () => {
+  test('destroys every connection now, closes the fd once they are gone, and returns the same promise as close()', async () => {
+    const { listener, handle, sink, events } = await fakeListener();
+    queue(handle, 2);
+    handle.poll();
+    const destroyed = listener.destroy();
+    expect(listener.destroy()).toBe(destroyed);
+    expect(listener.close()).toBe(destroyed);
+    expect([...sink.delivered.keys()].every((connection) => connection.destroyed)).toBe(true);
+    const report = await destroyed;
+    expect(report).toMatchObject({ openAtClose: 2, destroyed: 2, ended: 0, served: 0 });
+    expect(handle.closed).toBe(true);
+    expect(events).toEqual(['draining', 'close']);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  test('cuts a close under way short: its deadlines no longer matter', async () => {
+    const { listener, handle, sink } = await fakeListener();
+    queue(handle, 1);
+    handle.poll();
+    const closing = listener.close({ timeout: 600_000 });
+    expect(listener.destroy()).toBe(closing);
+    expect([...sink.delivered.keys()][0]!.destroyed).toBe(true);
+    expect(await closing).toMatchObject({ openAtClose: 1, destroyed: 1 });
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});
+
 describe('ListenSocket.open without IPv6', () => {
   test('no host: falls back to IPv4 as Node does; family: 6 does not', async () => {
     const binding = new FakeBinding();
