@@ -17,13 +17,17 @@ const CHILD = `
 const fs = require('node:fs');
 const net = require('node:net');
 const [dist, mode, hostNamespace] = process.argv.slice(1);
-const { ListenSocket } = require(dist);
+const { ListenSocket, listen } = require(dist);
 const QUEUED = 16;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 (async () => {
   if (fs.readlinkSync('/proc/self/ns/net') === hostNamespace) throw new Error('not in a network namespace of its own');
   fs.writeFileSync('${SYSCTL}', '1');
-  const old = await ListenSocket.open({ host: '127.0.0.1', reusePort: true });
+  // 'listener': the library's close of a paused listen(); otherwise the raw call.
+  const old = mode === 'listener'
+    ? await listen(net.createServer((socket) => socket.once('data', () => socket.end('served by the old member'))), { host: '127.0.0.1', reusePort: true })
+    : await ListenSocket.open({ host: '127.0.0.1', reusePort: true });
+  if (mode === 'listener') old.pause();
   const { port } = old.address();
   // Each client sends a byte and waits for one back.
   const clients = Array.from({ length: QUEUED }, () => new Promise((resolve) => {
@@ -38,7 +42,9 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   const queuedOnOld = old.pending().queued;
   const fresh = await ListenSocket.open({ host: '127.0.0.1', port, reusePort: true });
   const queuedOnNewBefore = fresh.pending().queued;
-  old[mode]();
+  let report = null;
+  if (mode === 'listener') report = await old.close();
+  else old[mode]();
   const queuedOnNew = fresh.pending().queued;
   fresh.arm((fds) => {
     for (const fd of fds) {
@@ -53,9 +59,9 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
     new Promise((resolve) => (hang = setTimeout(resolve, 10000, 'clients hung'))),
   ]);
   clearTimeout(hang);
-  old.close();
+  if (mode !== 'listener') old.close();
   fresh.close();
-  console.log(JSON.stringify({ queuedOnOld, queuedOnNewBefore, queuedOnNew, outcomes }));
+  console.log(JSON.stringify({ queuedOnOld, queuedOnNewBefore, queuedOnNew, outcomes, report }));
 })().catch((error) => {
   console.error(error);
   process.exit(1);
@@ -67,6 +73,7 @@ interface Verdict {
   queuedOnNewBefore: number;
   queuedOnNew: number;
   outcomes: string[] | string;
+  report: { reuseport: string; gated: boolean; mode: string } | null;
 }
 
 // As root, a network namespace alone; otherwise inside a user namespace whose
@@ -86,7 +93,7 @@ async function cannotUnshare(): Promise<string | undefined> {
 }
 
 describe('tcp_migrate_req moves the queue of a member that leaves LISTEN', () => {
-  test.each(['shutdown', 'close'] as const)('%s(): the queued connections are accepted by the new member, none reset', async (mode, context) => {
+  test.each(['shutdown', 'close', 'listener'] as const)('%s(): the queued connections are accepted by the new member, none reset', async (mode, context) => {
     const reason = await cannotUnshare();
     if (reason !== undefined) {
       context.skip(`no network namespace for the tcp_migrate_req test: ${reason}`);
@@ -99,7 +106,9 @@ describe('tcp_migrate_req moves the queue of a member that leaves LISTEN', () =>
       { killAfterMs: 60_000 },
     );
     expect(result.code, result.stderr).toBe(0);
-    const { queuedOnOld, queuedOnNewBefore, queuedOnNew, outcomes } = verdict<Verdict>(result);
+    const { queuedOnOld, queuedOnNewBefore, queuedOnNew, outcomes, report } = verdict<Verdict>(result);
+    // The listener's close takes the 'migrated' path: no gate, no sweep into itself.
+    if (mode === 'listener') expect(report).toMatchObject({ mode: 'close', reuseport: 'migrated', gated: false });
     expect({ queuedOnOld, queuedOnNewBefore, queuedOnNew }).toEqual({ queuedOnOld: 16, queuedOnNewBefore: 0, queuedOnNew: 16 });
     expect(outcomes).toEqual(Array.from({ length: 16 }, () => 'ok'));
     // The host's setting is untouched.
