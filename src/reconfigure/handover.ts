@@ -223,6 +223,8 @@ export class HandoverPoint {
     // From here the connection is Node's: ready and closed lines, no more fds.
     const control = new net.Socket({ fd, readable: true, writable: true });
     this.#control = control;
+    // Neither side's control connection keeps its process alive.
+    control.unref();
     control.on('error', () => {});
     onLines(
       control,
@@ -303,6 +305,7 @@ export class HandoverPoint {
   }
 
   #onSuccessor(socket: net.Socket): void {
+    socket.unref();
     socket.on('error', () => {});
     const fd = socketFd(socket);
     let peer: { pid: number; uid: number };
