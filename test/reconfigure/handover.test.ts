@@ -35,7 +35,7 @@ function restartsUnderLoad(mode: 'handover' | 'plain', connection: 'new' | 'keep
 }
 
 describe('restart with handover, 20 times, one every 500 ms, 32 clients', () => {
-  test.each(['new', 'keep-alive'] as const)('%s connections: 0 failed, 0 reset, 0 refused; at most two processes alive; the last closes cleanly', { timeout: 180_000 }, async (connection) => {
+  test.each(['new', 'keep-alive'] as const)('%s connections: 0 failed, 0 reset, 0 refused; every old process retires and exits by itself; the last closes cleanly', { timeout: 180_000 }, async (connection) => {
     const report = await restartsUnderLoad('handover', connection);
     expect(report.kinds).toEqual({ reset: 0, refused: 0, closed: 0, retryable: 0, tls: 0, timeout: 0, other: 0 });
     expect(report.responses).toBe(report.requests);
@@ -43,14 +43,17 @@ describe('restart with handover, 20 times, one every 500 ms, 32 clients', () => 
     expect(report.restarts).toHaveLength(RESTARTS);
     const processes = report.processes!;
     expect(processes).toHaveLength(RESTARTS + 1);
-    // Every process but the last handed over and exited with 0 by itself.
+    // Every process but the last handed over and exited with 0 by itself,
+    // never signalled and within exitTimeout. (Restarts begin every 500 ms
+    // whatever the last one took, so on a busy machine a retired process may
+    // still be draining when the next successor starts: how many are alive at
+    // once is the machine's pace, not an outcome.)
     for (const server of processes.slice(0, -1)) {
       expect(server.events.some((e) => e.event === 'handover')).toBe(true);
       expect(server.signalledAtMs).toBeNull();
       expect(server.killed).toBe(false);
       expect(server.exitCode).toBe(0);
     }
-    expect(report.maxAlive).toBeLessThanOrEqual(2);
     // The last one, sent SIGTERM once the load ended.
     expect(processes.at(-1)!.exitCode).toBe(0);
   });
