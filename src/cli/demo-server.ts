@@ -2,13 +2,11 @@
 // event loop is not shared with the clients, as in production. It closes in
 // one of two ways when told to: Node's server.close(), or listener.close().
 // Messages over IPC: see ServerMessage and ParentMessage.
-import http from 'node:http';
-import http2 from 'node:http2';
-import https from 'node:https';
 import type net from 'node:net';
 import { ListenSocket, listen, type CloseReport, type Listener } from '../index.js';
+import { createDemoServer, type DemoProtocol } from './demo-app.js';
 
-export type DemoProtocol = 'http' | 'https' | 'h2';
+export type { DemoProtocol } from './demo-app.js';
 export type Shutdown = 'server.close()' | 'listener.close()';
 
 /** The accept queue at the moment of close (handshakes in SYN_RECV included). */
@@ -38,29 +36,13 @@ export type ServerMessage =
   | { type: 'failed'; message: string };
 
 const SAMPLE_MS = 100;
-const HANDLER_CPU_MS = 1;
 
 function send(message: ServerMessage): void {
   process.send?.(message);
 }
 
-function createServer(protocol: DemoProtocol, key: string, cert: string): net.Server {
-  // 1 ms of CPU per request, as a real handler spends rendering or parsing:
-  // under this load the server is the bottleneck, so connections wait in its
-  // accept queue — the situation in which a close resets clients.
-  const handler = (_request: unknown, response: http.ServerResponse | http2.Http2ServerResponse): void => {
-    const until = performance.now() + HANDLER_CPU_MS;
-    while (performance.now() < until);
-    response.setHeader('content-type', 'text/plain');
-    response.end('ok\n');
-  };
-  if (protocol === 'http') return http.createServer(handler);
-  if (protocol === 'https') return https.createServer({ key, cert }, handler);
-  return http2.createSecureServer({ key, cert }, handler);
-}
-
 async function start(message: Extract<ParentMessage, { type: 'start' }>): Promise<void> {
-  const server = createServer(message.protocol, message.key, message.cert);
+  const server = createDemoServer(message.protocol, message.key, message.cert);
   const sockets = new Set<net.Socket>();
   server.on('connection', (socket: net.Socket) => {
     sockets.add(socket);

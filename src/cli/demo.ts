@@ -9,7 +9,8 @@ import { ERROR_CODES, runUnderLoad, selfSignedCertificate, type LoadReport } fro
 import { headline, headlineText, otherErrors } from '../testing/outcome.js';
 import { writeReport, type ToolReport } from '../testing/report.js';
 import type { DemoProtocol, ParentMessage, PendingAtClose, ServerMessage, Shutdown } from './demo-server.js';
-import { REPORT_FLAGS, parseChoice, parseCommand, parseDuration, parseInteger } from './options.js';
+import { printRestartDemo, runRestartDemo } from './demo-restart.js';
+import { REPORT_FLAGS, UsageError, parseChoice, parseCommand, parseDuration, parseInteger } from './options.js';
 import { OUTCOME_COLUMNS, outcomeCells, printReport, table } from './output.js';
 import { Progress, bar, seconds } from './progress.js';
 
@@ -19,13 +20,23 @@ Starts a server on 127.0.0.1, drives it with concurrent clients and closes it
 mid-load twice: once with Node's server.close(), once with listener.close().
 Prints what the clients saw; writes report.json and timeline.svg.
 
+With --scenario restart: the server is a process of its own, restarted
+--restarts times under load, once close-then-listen (listener.close(), then
+the next process listens) and once with a handover (the next process takes
+the listening socket over); prints the outcomes per restart.
+
 Options:
+  --scenario close|restart         what to do to the server (default close)
   --protocol http|https|h2         server and client protocol (default https)
-  --concurrency N                  concurrent clients (default 64)
-  --duration SECONDS               load per run; the close comes halfway (default 3)
+  --concurrency N                  concurrent clients (default 64; restart: 32)
+  --duration SECONDS               close: load per run; the close comes halfway
+                                   (default 3)
   --connection new|keep-alive|both fresh connection per request, kept
                                    connections, or one run of each (default both)
-  --close-timeout SECONDS          drain deadline for both closes (default 5)
+  --close-timeout SECONDS          drain deadline for every close (default 5)
+  --restarts N                     restart: restarts per run (default 10)
+  --every SECONDS                  restart: from one restart to the next
+                                   (default 0.5)
   --out DIR                        where to write the report (default: a new
                                    directory under the system's temp dir)
   --json                           print the report as JSON on stdout
@@ -292,24 +303,54 @@ function formatDemo(report: DemoReport): string[] {
 
 export async function demoCommand(argv: string[]): Promise<number> {
   const parsed = parseCommand(argv, DEMO_USAGE, {
+    scenario: { type: 'string', default: 'close' },
     protocol: { type: 'string', default: 'https' },
-    concurrency: { type: 'string', default: '64' },
-    duration: { type: 'string', default: '3' },
-    connection: { type: 'string', default: 'both' },
+    concurrency: { type: 'string' },
+    duration: { type: 'string' },
+    connection: { type: 'string' },
     'close-timeout': { type: 'string', default: '5' },
+    restarts: { type: 'string' },
+    every: { type: 'string' },
     ...REPORT_FLAGS,
   });
   if (parsed === undefined) return 0;
   const { values } = parsed;
-  const connection = parseChoice('connection', values.connection, ['new', 'keep-alive', 'both'] as const);
-  const options: DemoOptions = {
+  const scenario = parseChoice('scenario', values.scenario, ['close', 'restart'] as const);
+  const only = (flag: string, value: string | undefined, of: 'close' | 'restart'): void => {
+    if (value !== undefined && scenario !== of) throw new UsageError(`--${flag} is for --scenario ${of}`);
+  };
+  only('duration', values.duration, 'close');
+  only('restarts', values.restarts, 'restart');
+  only('every', values.every, 'restart');
+  const connection = parseChoice('connection', values.connection ?? 'both', ['new', 'keep-alive', 'both'] as const);
+  const common = {
     protocol: parseChoice('protocol', values.protocol, ['http', 'https', 'h2'] as const),
-    concurrency: parseInteger('concurrency', values.concurrency, 1, 1000),
-    durationMs: parseDuration('duration', values.duration, { min: 200, max: 600_000 }),
-    connections: connection === 'both' ? ['new', 'keep-alive'] : [connection],
+    concurrency: parseInteger('concurrency', values.concurrency ?? (scenario === 'close' ? '64' : '32'), 1, 1000),
+    connections: connection === 'both' ? (['new', 'keep-alive'] as Connection[]) : [connection],
     closeTimeoutMs: parseDuration('close-timeout', values['close-timeout'], { min: 100, max: 600_000 }),
   };
-  const report = await runDemo(options, values.out, new Progress(process.stderr));
+  const progress = new Progress(process.stderr);
+  if (scenario === 'restart') {
+    const report = await runRestartDemo(
+      {
+        scenario,
+        ...common,
+        restarts: parseInteger('restarts', values.restarts ?? '10', 1, 1000),
+        everyMs: parseDuration('every', values.every ?? '0.5', { min: 50, max: 60_000 }),
+      },
+      values.out,
+      progress,
+    );
+    return printRestartDemo(report, values.json);
+  }
+  const options: DemoOptions = {
+    protocol: common.protocol,
+    concurrency: common.concurrency,
+    durationMs: parseDuration('duration', values.duration ?? '3', { min: 200, max: 600_000 }),
+    connections: common.connections,
+    closeTimeoutMs: common.closeTimeoutMs,
+  };
+  const report = await runDemo(options, values.out, progress);
   printReport(report, values.json, () => formatDemo(report));
   const broken = report.summary.filter((row) => row.shutdown === 'listener.close()' && row.ECONNRESET > 0);
   if (broken.length > 0) {

@@ -34,7 +34,7 @@ export const OUTCOME_COLUMNS: Column[] = [
   { title: 'p99 ms', align: 'right' },
 ];
 
-export function outcomeCells(load: LoadReport<unknown>): string[] {
+export function outcomeCells(load: Pick<LoadReport<unknown>, 'requests' | 'responses' | 'kinds' | 'latency'>): string[] {
   const { served, reset, refused, other } = headline(load);
   return [String(served), String(reset), String(refused), String(other), load.latency.p50.toFixed(1), load.latency.p99.toFixed(1)];
 }

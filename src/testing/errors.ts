@@ -1,4 +1,4 @@
-export type LoadErrorCode = 'ERR_LOAD_REMOTE_TARGET' | 'ERR_DURING_FAILED' | 'ERR_DURING_TIMEOUT';
+export type LoadErrorCode = 'ERR_LOAD_REMOTE_TARGET' | 'ERR_DURING_FAILED' | 'ERR_DURING_TIMEOUT' | 'ERR_RESTART_FAILED';
 
 /**
  * An error of the load kit. When the load ran, `report` holds what it

@@ -1,7 +1,8 @@
 // The ESM entry re-exports the CommonJS build, so both entry points share one
 // module instance (one set of classes for instanceof).
-export { runUnderLoad, ERROR_CODES, ERROR_KINDS, classifyError, LoadError, selfSignedCertificate, isLoopback } from './index.js';
+export { runUnderLoad, runRestarts, ERROR_CODES, ERROR_KINDS, classifyError, LoadError, selfSignedCertificate, isLoopback } from './index.js';
 export type {
+  BaseLoadOptions,
   Counts,
   DuringContext,
   LatencySummary,
@@ -14,4 +15,16 @@ export type {
   LoadErrorCode,
   CertificateOptions,
   KeyPair,
+  RestartCallbackOptions,
+  RestartCommandOptions,
+  RestartContext,
+  RestartMode,
+  RestartOptions,
+  RestartProgress,
+  RestartReport,
+  RestartWindow,
+  ServerEvent,
+  ServerProcessInfo,
+  ServerProcessReport,
+  WindowCounts,
 } from './index.js';

@@ -3,8 +3,8 @@ import { validateBoolean, validateInteger, validateObject, validateString } from
 import { createClient } from './clients.js';
 import { LoadError } from './errors.js';
 import type { Counts } from './outcome.js';
-import { Recorder, round, type Measurements } from './recorder.js';
-import { resolveTarget } from './target.js';
+import { Recorder, round, type Measurements, type Settlement } from './recorder.js';
+import { resolveTarget, type Target } from './target.js';
 
 /** What `during()` is given. */
 export interface DuringContext {
@@ -14,21 +14,13 @@ export interface DuringContext {
   elapsed(): number;
 }
 
-/** Options for {@link runUnderLoad}. */
-export interface LoadOptions<T = unknown> {
-  /** An http: or https: URL. Only loopback addresses unless `allowRemote`. */
-  url: string | URL;
+/** What every load of the kit takes: the clients, their pace and what is recorded. */
+export interface BaseLoadOptions {
   /**
    * Clients, each with one request in flight at a time.
    * @default 16
    */
   concurrency?: number;
-  /**
-   * Milliseconds during which new requests start; requests in flight then
-   * finish (bounded by `requestTimeout`).
-   * @default 5000
-   */
-  duration?: number;
   /**
    * `'new'`: a fresh connection (and TLS handshake) per request, sent with
    * `Connection: close`. `'keep-alive'`: each client keeps its connection
@@ -38,21 +30,6 @@ export interface LoadOptions<T = unknown> {
   connection?: 'new' | 'keep-alive';
   /** `'h2'` speaks HTTP/2 (over TLS for https:, h2c for http:). @default 'http1' */
   protocol?: 'http1' | 'h2';
-  /**
-   * Called once, `duringAt` ms into the load, with the load still running:
-   * the reconfigure or close under test. Its result goes into the report; if
-   * it throws, `runUnderLoad` rejects with `ERR_DURING_FAILED` (the report on
-   * the error).
-   */
-  during?: (context: DuringContext) => T | Promise<T>;
-  /** @default duration / 2 */
-  duringAt?: number;
-  /**
-   * Milliseconds to wait for `during()` to settle after the load ended, then
-   * reject with `ERR_DURING_TIMEOUT`.
-   * @default 30000
-   */
-  duringTimeout?: number;
   /** Milliseconds until a request without a complete response counts as a timeout. @default 10000 */
   requestTimeout?: number;
   /** At most this many requests in all. @default 5000000 */
@@ -80,12 +57,39 @@ export interface LoadOptions<T = unknown> {
   bucketMs?: number;
   /** Called at the end of every bucket; the numbers go into that bucket's `samples` (e.g. an accept-queue depth). */
   sample?: () => Record<string, number> | undefined;
-  /** Called every `progressInterval` ms while the load runs. */
-  onProgress?: (progress: LoadProgress) => void;
   /** @default 250 */
   progressInterval?: number;
   /** Stops starting requests; the report is returned with `stoppedBy: 'signal'`. */
   signal?: AbortSignal;
+}
+
+/** Options for {@link runUnderLoad}. */
+export interface LoadOptions<T = unknown> extends BaseLoadOptions {
+  /** An http: or https: URL. Only loopback addresses unless `allowRemote`. */
+  url: string | URL;
+  /**
+   * Milliseconds during which new requests start; requests in flight then
+   * finish (bounded by `requestTimeout`).
+   * @default 5000
+   */
+  duration?: number;
+  /**
+   * Called once, `duringAt` ms into the load, with the load still running:
+   * the reconfigure or close under test. Its result goes into the report; if
+   * it throws, `runUnderLoad` rejects with `ERR_DURING_FAILED` (the report on
+   * the error).
+   */
+  during?: (context: DuringContext) => T | Promise<T>;
+  /** @default duration / 2 */
+  duringAt?: number;
+  /**
+   * Milliseconds to wait for `during()` to settle after the load ended, then
+   * reject with `ERR_DURING_TIMEOUT`.
+   * @default 30000
+   */
+  duringTimeout?: number;
+  /** Called every `progressInterval` ms while the load runs. */
+  onProgress?: (progress: LoadProgress) => void;
 }
 
 export interface LoadProgress {
@@ -114,29 +118,22 @@ export interface LoadReport<T = unknown> extends Measurements {
 }
 
 const MAX_CONCURRENCY = 10_000;
-const MAX_DURATION_MS = 3_600_000;
+export const MAX_DURATION_MS = 3_600_000;
 
-function optional<V>(value: V | undefined, fallback: V): V {
+export function optional<V>(value: V | undefined, fallback: V): V {
   return value === undefined ? fallback : value;
 }
 
-function validate<T>(options: LoadOptions<T>) {
-  validateObject('options', options);
-  const duration = validateInteger('options.duration', optional(options.duration, 5000), 1, MAX_DURATION_MS);
+/** The options of {@link BaseLoadOptions}, checked, with their defaults. */
+export function validateBase(options: BaseLoadOptions) {
   const connection = optional(options.connection, 'new');
   if (connection !== 'new' && connection !== 'keep-alive') {
     throw invalidArgValue('options.connection', connection, "must be 'new' or 'keep-alive'");
   }
   const protocol = optional(options.protocol, 'http1');
   if (protocol !== 'http1' && protocol !== 'h2') throw invalidArgValue('options.protocol', protocol, "must be 'http1' or 'h2'");
-  if (options.during !== undefined && typeof options.during !== 'function') {
-    throw invalidArgType('options.during', 'of type function', options.during);
-  }
   if (options.sample !== undefined && typeof options.sample !== 'function') {
     throw invalidArgType('options.sample', 'of type function', options.sample);
-  }
-  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
-    throw invalidArgType('options.onProgress', 'of type function', options.onProgress);
   }
   if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) {
     throw invalidArgType('options.signal', 'an instance of AbortSignal', options.signal);
@@ -148,12 +145,9 @@ function validate<T>(options: LoadOptions<T>) {
     throw invalidArgType('options.ca', 'of type string or an instance of Buffer', options.ca);
   }
   return {
-    duration,
     connection,
     protocol,
     concurrency: validateInteger('options.concurrency', optional(options.concurrency, 16), 1, MAX_CONCURRENCY),
-    duringAt: validateInteger('options.duringAt', optional(options.duringAt, Math.floor(duration / 2)), 0, duration),
-    duringTimeout: validateInteger('options.duringTimeout', optional(options.duringTimeout, 30_000), 0, MAX_DURATION_MS),
     requestTimeout: validateInteger('options.requestTimeout', optional(options.requestTimeout, 10_000), 1, 600_000),
     maxRequests: validateInteger('options.maxRequests', optional(options.maxRequests, 5_000_000), 1, 100_000_000),
     backoff: validateInteger('options.backoff', optional(options.backoff, 20), 0, 10_000),
@@ -170,7 +164,121 @@ function validate<T>(options: LoadOptions<T>) {
   };
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+export type BaseSettings = ReturnType<typeof validateBase>;
+
+function validate<T>(options: LoadOptions<T>) {
+  validateObject('options', options);
+  const base = validateBase(options);
+  const duration = validateInteger('options.duration', optional(options.duration, 5000), 1, MAX_DURATION_MS);
+  if (options.during !== undefined && typeof options.during !== 'function') {
+    throw invalidArgType('options.during', 'of type function', options.during);
+  }
+  if (options.onProgress !== undefined && typeof options.onProgress !== 'function') {
+    throw invalidArgType('options.onProgress', 'of type function', options.onProgress);
+  }
+  return {
+    ...base,
+    duration,
+    duringAt: validateInteger('options.duringAt', optional(options.duringAt, Math.floor(duration / 2)), 0, duration),
+    duringTimeout: validateInteger('options.duringTimeout', optional(options.duringTimeout, 30_000), 0, MAX_DURATION_MS),
+  };
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Why the clients stopped starting requests. */
+export type StopReason = LoadReport['stoppedBy'] | 'restarts';
+
+/**
+ * The clients of one load: `concurrency` workers, each with one request in
+ * flight, recording every outcome, until `stop()` (or the signal, or
+ * `maxRequests`). What ends the load, and what happens meanwhile, is the
+ * scenario's: runUnderLoad's duration and `during()`, runRestarts' restarts.
+ */
+export class LoadEngine {
+  readonly recorder: Recorder;
+  readonly #settings: BaseSettings;
+  readonly #target: Target;
+  readonly #sample: BaseLoadOptions['sample'];
+  readonly #signal: AbortSignal | undefined;
+  readonly #onSettle: ((settlement: Settlement) => void) | undefined;
+  #stoppedBy: StopReason | undefined;
+  readonly #onAbort = (): void => this.stop('signal');
+  #resolveStopped!: (why: StopReason) => void;
+  /** Resolves with the reason once the load is told to stop. */
+  readonly stopped = new Promise<StopReason>((resolve) => {
+    this.#resolveStopped = resolve;
+  });
+
+  constructor(
+    settings: BaseSettings,
+    target: Target,
+    hooks: { sample?: BaseLoadOptions['sample']; signal?: AbortSignal; onSettle?: (settlement: Settlement) => void } = {},
+  ) {
+    this.#settings = settings;
+    this.#target = target;
+    this.#sample = hooks.sample;
+    this.#signal = hooks.signal;
+    this.#onSettle = hooks.onSettle;
+    this.recorder = new Recorder(settings.bucketMs);
+    if (this.#signal?.aborted) this.stop('signal');
+  }
+
+  get stoppedBy(): StopReason | undefined {
+    return this.#stoppedBy;
+  }
+
+  /** Stops starting requests (the first reason given is kept); those in flight settle. */
+  stop(why: StopReason): void {
+    if (this.#stoppedBy !== undefined) return;
+    this.#stoppedBy = why;
+    this.#resolveStopped(why);
+  }
+
+  /** Runs the clients; resolves once every one has stopped and the client's connections are closed. */
+  async run(): Promise<void> {
+    const settings = this.#settings;
+    const recorder = this.recorder;
+    const client = createClient(this.#target, settings);
+    const sample = (): void => recorder.sample(this.#sample?.());
+    sample();
+    const sampler = setInterval(sample, settings.bucketMs);
+    this.#signal?.addEventListener('abort', this.#onAbort, { once: true });
+    const worker = async (slot: number): Promise<void> => {
+      while (this.#stoppedBy === undefined) {
+        if (recorder.started >= settings.maxRequests) {
+          this.stop('maxRequests');
+          break;
+        }
+        const began = recorder.begin();
+        const outcome = await client.request(slot);
+        const settlement = recorder.settle(outcome, began);
+        this.#onSettle?.(settlement);
+        if (outcome.status === undefined && settings.backoff > 0 && this.#stoppedBy === undefined) await sleep(settings.backoff);
+      }
+    };
+    try {
+      await Promise.all(Array.from({ length: settings.concurrency }, (_, slot) => worker(slot)));
+    } finally {
+      clearInterval(sampler);
+      this.#signal?.removeEventListener('abort', this.#onAbort);
+      client.close();
+    }
+  }
+
+  /** The report's common part, once `run()` has resolved. */
+  report(): Omit<LoadReport, 'during' | 'durationMs' | 'stoppedBy'> {
+    const target = this.#target;
+    return {
+      target: { url: target.url.href, address: target.address, port: target.port, secure: target.secure },
+      protocol: this.#settings.protocol,
+      connection: this.#settings.connection,
+      concurrency: this.#settings.concurrency,
+      elapsedMs: round(this.recorder.elapsed()),
+      ...this.recorder.measurements(),
+    };
+  }
+}
 
 /** A call of `options.during`: its times and result for the report; what it threw, once settled. */
 interface DuringCall<T> {
@@ -227,76 +335,47 @@ async function awaitDuring<T>(call: DuringCall<T>, report: LoadReport<T>, timeou
 export async function runUnderLoad<T = undefined>(options: LoadOptions<T>): Promise<LoadReport<T>> {
   const config = validate(options);
   const target = await resolveTarget(options.url, config.allowRemote);
-  const client = createClient(target, config);
-  const recorder = new Recorder(config.bucketMs);
-  const run: { stoppedBy?: LoadReport['stoppedBy']; during?: DuringCall<T> } = {};
-  const stop = (why: LoadReport['stoppedBy']): void => {
-    run.stoppedBy ??= why;
-  };
-  const onAbort = (): void => stop('signal');
-  if (options.signal?.aborted) stop('signal');
-  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const engine = new LoadEngine(config, target, { sample: options.sample, signal: options.signal });
+  const recorder = engine.recorder;
+  let duringCall: DuringCall<T> | undefined;
   const startDuring = (): void => {
-    if (options.during !== undefined && run.during === undefined && run.stoppedBy === undefined) {
-      run.during = callDuring(options.during, recorder);
+    if (options.during !== undefined && duringCall === undefined && engine.stoppedBy === undefined) {
+      duringCall = callDuring(options.during, recorder);
     }
   };
   const duringState = (): LoadProgress['during'] => {
-    if (run.during !== undefined) return run.during.info.settledAtMs < 0 ? 'running' : 'settled';
+    if (duringCall !== undefined) return duringCall.info.settledAtMs < 0 ? 'running' : 'settled';
     return options.during === undefined ? 'none' : 'waiting';
   };
 
-  const sample = (): void => recorder.sample(options.sample?.());
-  sample();
   const timers: NodeJS.Timeout[] = [
-    setTimeout(() => stop('duration'), config.duration),
+    setTimeout(() => engine.stop('duration'), config.duration),
     setTimeout(startDuring, config.duringAt),
-    setInterval(sample, config.bucketMs),
   ];
   const onProgress = options.onProgress;
   if (onProgress !== undefined) {
     const progress = (): LoadProgress => ({
       ...recorder.progress(),
       durationMs: config.duration,
-      phase: run.stoppedBy === undefined ? 'running' : 'finishing',
+      phase: engine.stoppedBy === undefined ? 'running' : 'finishing',
       during: duringState(),
     });
     timers.push(setInterval(() => onProgress(progress()), config.progressInterval));
   }
 
-  const worker = async (slot: number): Promise<void> => {
-    while (run.stoppedBy === undefined) {
-      if (recorder.started >= config.maxRequests) {
-        stop('maxRequests');
-        break;
-      }
-      const began = recorder.begin();
-      const outcome = await client.request(slot);
-      recorder.settle(outcome, began);
-      if (outcome.status === undefined && config.backoff > 0 && run.stoppedBy === undefined) await sleep(config.backoff);
-    }
-  };
-
   try {
     if (config.duringAt === 0) startDuring();
-    await Promise.all(Array.from({ length: config.concurrency }, (_, slot) => worker(slot)));
+    await engine.run();
   } finally {
     for (const timer of timers) clearTimeout(timer);
-    options.signal?.removeEventListener('abort', onAbort);
-    client.close();
   }
 
   const report: LoadReport<T> = {
-    target: { url: target.url.href, address: target.address, port: target.port, secure: target.secure },
-    protocol: config.protocol,
-    connection: config.connection,
-    concurrency: config.concurrency,
+    ...engine.report(),
     durationMs: config.duration,
-    elapsedMs: round(recorder.elapsed()),
-    // The workers return only once the load was stopped.
-    stoppedBy: run.stoppedBy ?? 'duration',
-    ...recorder.measurements(),
+    // The workers return only once the load was stopped, and never by 'restarts'.
+    stoppedBy: (engine.stoppedBy ?? 'duration') as LoadReport['stoppedBy'],
   };
-  if (run.during !== undefined) await awaitDuring(run.during, report, config.duringTimeout);
+  if (duringCall !== undefined) await awaitDuring(duringCall, report, config.duringTimeout);
   return report;
 }

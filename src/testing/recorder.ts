@@ -1,8 +1,15 @@
 // What the clients saw, as it happens: each request's outcome (a status, or
 // a kind and code), the response latencies, and a timeline in buckets of
-// `bucketMs` with the instants `during()` marked.
+// `bucketMs` with the instants marked (by `during()`, or each restart).
 import type { RawOutcome } from './clients.js';
-import { classifyError, emptyCounts, type Counts } from './outcome.js';
+import { classifyError, emptyCounts, type Counts, type ErrorKind } from './outcome.js';
+
+/** One request as it settled: a response (`ok` below 400, `httpError` from 400) or a failure by kind; times in ms since the load began. */
+export interface Settlement {
+  outcome: 'ok' | 'httpError' | ErrorKind;
+  beganMs: number;
+  settledMs: number;
+}
 
 /** Outcomes settled within one bucket of the timeline. */
 export interface TimelineBucket extends Counts {
@@ -87,8 +94,8 @@ export class Recorder {
     return performance.now() - this.#start;
   }
 
-  mark(label: string): void {
-    this.#marks.push({ label: String(label), atMs: round(this.elapsed()) });
+  mark(label: string, atMs = this.elapsed()): void {
+    this.#marks.push({ label: String(label), atMs: round(atMs) });
   }
 
   /** A request starts; its start time goes back to {@link settle}. */
@@ -98,8 +105,9 @@ export class Recorder {
     return performance.now();
   }
 
-  settle(outcome: RawOutcome, began: number): void {
+  settle(outcome: RawOutcome, began: number): Settlement {
     const now = performance.now();
+    const times = { beganMs: began - this.#start, settledMs: now - this.#start };
     this.#inFlight--;
     this.#settled++;
     const bucket = this.#bucket(now - this.#start);
@@ -114,11 +122,11 @@ export class Recorder {
       if (outcome.status < 400) {
         this.#ok++;
         bucket.ok++;
-      } else {
-        this.#httpErrors++;
-        bucket.httpError++;
+        return { outcome: 'ok', ...times };
       }
-      return;
+      this.#httpErrors++;
+      bucket.httpError++;
+      return { outcome: 'httpError', ...times };
     }
     const { kind, code } = classifyError(outcome.error, outcome.socketError);
     this.#kinds[kind]++;
@@ -128,6 +136,7 @@ export class Recorder {
       const error = outcome.error as { message?: unknown } | undefined;
       this.#examples[code] = typeof error?.message === 'string' ? error.message : String(outcome.error);
     }
+    return { outcome: kind, ...times };
   }
 
   /** The current bucket's requests in flight, and what `options.sample` returned. */

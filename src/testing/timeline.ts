@@ -2,13 +2,13 @@
 // that runs compare at a glance. Responses per bucket as a step line, failed
 // requests as stacked bars by kind, the accept-queue depth on its own axis,
 // and the instants that `during()` marked.
-import type { LoadReport } from './load.js';
 import { headlineText, type ErrorKind } from './outcome.js';
-import type { TimelineBucket } from './recorder.js';
+import type { Measurements, TimelineBucket } from './recorder.js';
 
 export interface TimelinePanel {
   title: string;
-  report: LoadReport<unknown>;
+  /** A load's report: runUnderLoad's or runRestarts'. */
+  report: Measurements & { elapsedMs: number };
   /** The `samples` key holding the accept-queue depth, if any. */
   queueKey?: string;
 }

@@ -2,7 +2,7 @@
 // Node's own path, then one summary table of the ratios. Not a test.
 //
 //   npm run bench                       (compiles dist/ first)
-//   node test/bench/run.mjs [--only accept,listen-accept,close,resources,drain,soak]
+//   node test/bench/run.mjs [--only accept,listen-accept,close,resources,drain,soak,restart]
 //
 // Each benchmark writes bench-results/<name>.json; the summary goes to
 // bench-results/summary.json. The drain benchmark drives the server with wrk
@@ -24,6 +24,7 @@ const BENCHES = [
   { name: 'resources', file: 'resources.mjs', what: 'pending() cost; RSS and fds over 100k accept/release cycles', nodeArgs: ['--expose-gc'] },
   { name: 'drain', file: 'drain.mjs', what: 'wrk keep-alive and h2load, close mid-run', needs: ['wrk', 'h2load'] },
   { name: 'soak', file: 'soak.mjs', what: '100 close + re-listen cycles on one port under fresh-TLS load; fds and RSS', nodeArgs: ['--expose-gc'] },
+  { name: 'restart', file: 'restart.mjs', what: 'failed requests per restart under load: close-then-listen vs handover (processes), replace() in one process' },
 ];
 
 function installed(command) {
@@ -86,6 +87,27 @@ function summarize(name, json) {
         [
           `fds and RSS per cycle, cycles ${json.growth.fromCycle} to ${json.growth.toCycle}`,
           `${fixed(json.growth.fdsPerCycle)} fds, ${fixed(json.growth.rssKiBPerCycle, 0)} KiB`,
+        ],
+      ];
+    }
+    case 'restart': {
+      const { handover, handoverIdle, replace } = json.summary;
+      const plain = json.summary['close-then-listen'];
+      const window = (f) => `${fixed(f.refusalWindowMs.p50, 0)} / ${fixed(f.refusalWindowMs.p99, 0)} ms`;
+      return [
+        [
+          `failed per restart, close-then-listen vs handover (${handover.restarts} restarts, ${json.config.concurrency} clients)`,
+          `${fixed(plain.failedPerRestart.mean, 1)} vs ${fixed(handover.failedPerRestart.mean, 1)}`,
+        ],
+        ['refusal window per restart p50 / p99, close-then-listen vs handover', `${window(plain)} vs ${window(handover)}`],
+        [
+          "handover: successor's listen() p50 / p99, under load (1 client)",
+          `${fixed(handover.handover.listenMs.p50, 1)} / ${fixed(handover.handover.listenMs.p99, 1)} ms ` +
+            `(${fixed(handoverIdle.handover.listenMs.p50, 1)} / ${fixed(handoverIdle.handover.listenMs.p99, 1)} ms)`,
+        ],
+        [
+          `replace() every ${json.config.replaceEveryMs} ms (${replace.restarts}): failed per replace; refusal window max`,
+          `${fixed(replace.failedPerRestart.mean, 1)}; ${fixed(replace.refusalWindowMs.max, 0)} ms`,
         ],
       ];
     }

@@ -41,6 +41,6 @@ describe('graceful-listener demo', () => {
   it('--help lists the flags', async () => {
     const help = await runCli(['demo', '--help']);
     expect(help.code).toBe(0);
-    for (const flag of ['--concurrency', '--duration', '--protocol', '--json']) expect(help.stdout).toContain(flag);
+    for (const flag of ['--concurrency', '--duration', '--protocol', '--json', '--scenario']) expect(help.stdout).toContain(flag);
   });
 });

@@ -16,6 +16,7 @@ const TESTING_EXPORTS = [
   'LoadError',
   'classifyError',
   'isLoopback',
+  'runRestarts',
   'runUnderLoad',
   'selfSignedCertificate',
 ];
