@@ -7,8 +7,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
 import { adopt, listen } from '../../src/index.js';
-import { Opened, codeOf, once, sleep, waitFor } from '../helpers/close-fixtures.js';
-import { RawClient, rawGet } from '../helpers/drain-kit.js';
+import { Opened, codeOf, nextEvent, rawGet, sleep, waitFor } from '../helpers/kit.js';
 
 const opened = new Opened();
 afterEach(() => opened.dispose());
@@ -31,17 +30,12 @@ function greeterThatWaits(): net.Server {
   });
 }
 
-function tracked(client: RawClient): RawClient {
-  opened.socket(client.socket);
-  return client;
-}
-
 describe('resume() after another socket took the port in phase 2', () => {
   test('throws EADDRINUSE and the drain goes on: the close resolves, the connection it waited for is served, nobody is reset', async () => {
     const server = http.createServer((_request, response) => response.end('ok'));
     const listener = opened.listener(await listen(server, { host: '127.0.0.1', http: { quietWindow: 60_000 } }));
     const { port } = listener.address();
-    const held = tracked(RawClient.connect(port));
+    const held = opened.raw(port);
     held.socket.write(rawGet('/'));
     expect(await held.response()).toMatchObject({ status: 200 });
     const closing = listener.close({ timeout: 60_000 });
@@ -50,11 +44,11 @@ describe('resume() after another socket took the port in phase 2', () => {
     // does not wait for the drain.
     const successor = opened.server(net.createServer((socket) => socket.end('successor\n')));
     successor.listen(port, '127.0.0.1');
-    await once(successor, 'listening');
+    await nextEvent(successor, 'listening');
     expect(() => listener.resume()).toThrow(expect.objectContaining({ code: 'EADDRINUSE' }));
     expect(listener.state).toBe('draining');
     // New clients reach the successor.
-    const fresh = tracked(RawClient.connect(port));
+    const fresh = opened.raw(port);
     await fresh.finished();
     expect(fresh.data).toBe('successor\n');
     held.socket.end();
@@ -80,7 +74,7 @@ describe('defects', () => {
     process.on('warning', onWarning);
     try {
       const listener = opened.listener(await listen(greeterThatWaits(), { host: '127.0.0.1' }));
-      const client = tracked(RawClient.connect(listener.address().port));
+      const client = opened.raw(listener.address().port);
       await client.until((c) => c.data === 'hello\n', 'the greeting');
       const closing = listener.close({ timeout: 2 ** 31 - 1 });
       // Long enough for a 1 ms timer to have fired; the connection should
@@ -102,7 +96,7 @@ describe('defects', () => {
     const server = greeter();
     server.maxConnections = 0;
     const listener = opened.listener(await listen(server, { host: '127.0.0.1' }));
-    const client = tracked(RawClient.connect(listener.address().port));
+    const client = opened.raw(listener.address().port);
     await waitFor('the client queued', () => listener.pending().queued === 1);
     server.maxConnections = 10;
     // Node reads maxConnections at each accept; here the client waits on.
@@ -118,9 +112,9 @@ describe('defects', () => {
   test('adopt(): an idle keep-alive connection the server accepted before adopt() is ended by the close', async () => {
     const server = opened.server(http.createServer({ keepAliveTimeout: 60_000 }, (_request, response) => response.end('ok')));
     server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
+    await nextEvent(server, 'listening');
     const { port } = server.address() as net.AddressInfo;
-    const before = tracked(RawClient.connect(port));
+    const before = opened.raw(port);
     before.socket.write(rawGet('/'));
     expect(await before.response()).toMatchObject({ status: 200, headers: { connection: 'keep-alive' } });
     const listener = opened.listener(adopt(server, { http: { quietWindow: 100, linger: 300 } }));
@@ -140,20 +134,20 @@ describe('defects', () => {
       const server = http.createServer(serverOptions, (_request, response) => response.end('ok'));
       const listener = opened.listener(await listen(server, { host: '127.0.0.1', http: { quietWindow: 60_000 } }));
       const { port } = listener.address();
-      const old = tracked(RawClient.connect(port));
+      const old = opened.raw(port);
       old.socket.write(rawGet('/'));
       await old.response();
       server.close();
       expect(listener.state).toBe('draining');
       opened.server(server);
       server.listen(port, '127.0.0.1');
-      await once(server, 'listening');
+      await nextEvent(server, 'listening');
       return { server, listener, port, old };
     }
 
     test("a connection the new listen accepts is not drained by the old close: its response is keep-alive", async () => {
       const { listener, port, old } = await restarted();
-      const fresh = tracked(RawClient.connect(port));
+      const fresh = opened.raw(port);
       fresh.socket.write(rawGet('/'));
       const response = await fresh.response();
       old.socket.end();
@@ -165,7 +159,7 @@ describe('defects', () => {
       const { listener, port, old } = await restarted({ headersTimeout: 300, requestTimeout: 600, connectionsCheckingInterval: 50 });
       old.socket.end();
       await opened.closed(listener);
-      const slow = tracked(RawClient.connect(port));
+      const slow = opened.raw(port);
       slow.socket.write('GET / HTTP/1.1\r\nHost: localhost\r\n');
       await waitFor('the 408', () => slow.data.startsWith('HTTP/1.1 408') || slow.closed, { tries: 150 });
       expect(slow.data).toMatch(/^HTTP\/1\.1 408 /);

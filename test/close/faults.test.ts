@@ -2,15 +2,12 @@
 // queue is swept, and server.close() while the sweep waits.
 import { spawn } from 'node:child_process';
 import net from 'node:net';
-import path from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { listen } from '../../src/index.js';
-import { Opened, once } from '../helpers/close-fixtures.js';
+import { Lines, Opened, distEntry, nextEvent } from '../helpers/kit.js';
 
 const opened = new Opened();
 afterEach(() => opened.dispose());
-
-const packageEntry = path.resolve(__dirname, '..', '..', 'dist', 'index.js');
 
 // The server runs in a child limited to 128 descriptors: it pauses, reports
 // its port, waits until the parent's clients are queued, then takes every
@@ -19,7 +16,7 @@ const packageEntry = path.resolve(__dirname, '..', '..', 'dist', 'index.js');
 const SERVER = `
 const fs = require('node:fs');
 const net = require('node:net');
-const { listen } = require(${JSON.stringify(packageEntry)});
+const { listen } = require(${JSON.stringify(distEntry)});
 (async () => {
   const server = net.createServer((socket) => { socket.resume(); socket.end('bye'); });
   const listener = await listen(server, { host: '127.0.0.1', port: 0, backlog: 128 });
@@ -46,40 +43,15 @@ interface Client {
 }
 
 function client(port: number): Client {
-  const socket = opened.socket(net.connect({ port, host: '127.0.0.1' }));
+  const socket = opened.track(net.connect({ port, host: '127.0.0.1' }));
   let received = '';
   socket.on('data', (chunk) => (received += chunk));
   return {
-    connected: once(socket, 'connect'),
+    connected: nextEvent(socket, 'connect'),
     outcome: new Promise((resolve) => {
       socket.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
       socket.on('close', () => resolve(received === 'bye' ? 'served' : `closed after ${JSON.stringify(received)}`));
     }),
-  };
-}
-
-function lines(stream: NodeJS.ReadableStream): AsyncIterator<string> {
-  let buffered = '';
-  const queue: string[] = [];
-  const waiting: ((line: string) => void)[] = [];
-  stream.on('data', (chunk: Buffer) => {
-    buffered += chunk.toString();
-    let end: number;
-    while ((end = buffered.indexOf('\n')) >= 0) {
-      const line = buffered.slice(0, end);
-      buffered = buffered.slice(end + 1);
-      const next = waiting.shift();
-      if (next) next(line);
-      else queue.push(line);
-    }
-  });
-  return {
-    next: () =>
-      new Promise((resolve) => {
-        const line = queue.shift();
-        if (line !== undefined) resolve({ value: line, done: false });
-        else waiting.push((value) => resolve({ value, done: false }));
-      }),
   };
 }
 
@@ -89,15 +61,15 @@ describe('faults in the close path', () => {
       env: { ...process.env, SERVER },
       stdio: ['pipe', 'pipe', 'inherit'],
     });
-    const exited = once(child, 'exit');
-    const output = lines(child.stdout);
+    const exited = nextEvent(child, 'exit');
+    const output = new Lines(child.stdout);
     try {
-      const { port } = JSON.parse((await output.next()).value) as { port: number };
+      const { port } = JSON.parse(await output.next('the port')) as { port: number };
       const clients = Array.from({ length: 40 }, () => client(port));
       // Every client is connected (in the kernel queue) before the close starts.
       await Promise.all(clients.map((c) => c.connected));
       child.stdin.write('close\n');
-      const result = JSON.parse((await output.next()).value) as {
+      const result = JSON.parse(await output.next('the close report')) as {
         report: { queuedAtClose: number; accepted: number };
         errors: string[];
       };
@@ -126,7 +98,7 @@ describe('faults in the close path', () => {
     await Promise.all(clients.map((c) => c.connected));
     expect(listener.pending().queued).toBe(3);
     server.on('close', () => events.push('server close'));
-    const closed = once(listener, 'close');
+    const closed = nextEvent(listener, 'close');
     server.close();
     expect(await Promise.all(clients.map((c) => c.outcome))).toEqual(['served', 'served', 'served']);
     await closed;

@@ -6,33 +6,36 @@
 // is what happens), the listener emits 'close', no client is reset after its
 // connect succeeded unless the force deadline destroyed its connection, and
 // no fd is left behind.
-import { spawn } from 'node:child_process';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { listen, type CloseReport, type Listener } from '../../src/index.js';
-import { Opened, anyFdPointsTo, codeOf, fdTarget, once, waitFor } from '../helpers/close-fixtures.js';
-import { drainCertificate } from '../helpers/drain-kit.js';
-import { heldHandshakeClient } from '../helpers/held-handshake.js';
-import { compileStorm } from '../helpers/load.js';
-import { openFds } from '../native/helpers.js';
+import {
+  Opened,
+  anyFdPointsTo,
+  certificate,
+  codeOf,
+  fdTarget,
+  fdsBackTo,
+  nextEvent,
+  openFdTargets,
+  waitFor,
+} from '../helpers/kit.js';
+import { startStorm } from '../helpers/load.js';
+import { heldHandshake } from '../helpers/python.js';
 
 const opened = new Opened();
 let fdsBefore: string[] = [];
-const fdTargets = (): string[] => [...openFds().values()].sort();
 beforeEach(() => {
-  fdsBefore = fdTargets();
+  fdsBefore = openFdTargets();
 });
 // Nothing a test opened outlives it: sockets (both sides), the listener's,
 // the pipes of its child processes. They close asynchronously: wait (bounded).
 afterEach(async () => {
   await opened.dispose();
-  await waitFor(
-    () => `the test's fds to be closed: ${JSON.stringify({ before: fdsBefore, after: fdTargets() })}`,
-    () => JSON.stringify(fdTargets()) === JSON.stringify(fdsBefore),
-  );
+  await fdsBackTo(fdsBefore, "the test's fds to be closed");
 });
 
 /** A client socket with what happened to it, in order. */
@@ -44,7 +47,7 @@ interface Peer {
 }
 
 function peer(socket: net.Socket): Peer {
-  const record: Peer = { socket: opened.socket(socket), events: [], received: 0, connected: false };
+  const record: Peer = { socket: opened.track(socket), events: [], received: 0, connected: false };
   socket.on('connect', () => {
     record.connected = true;
     record.events.push('connect');
@@ -94,7 +97,7 @@ describe('slowloris: header bytes trickling in while the server drains', () => {
     const { listener, port, target } = await httpListener(server);
     // Half-open: it ignores the server's FIN and goes on trickling, as slowloris does.
     const client = peer(net.connect({ port, host: '127.0.0.1', allowHalfOpen: true }));
-    await once(client.socket, 'connect');
+    await nextEvent(client.socket, 'connect');
     await waitFor('the connection accepted', () => listener.count === 2);
     const stop = trickle(client.socket, slowHeaders, 20);
     try {
@@ -117,7 +120,7 @@ describe('slowloris: header bytes trickling in while the server drains', () => {
     const client = peer(net.connect({ port, host: '127.0.0.1' }));
     let text = '';
     client.socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
-    await once(client.socket, 'connect');
+    await nextEvent(client.socket, 'connect');
     await waitFor('the connection accepted', () => listener.count === 2);
     const stop = trickle(client.socket, slowHeaders, 20);
     try {
@@ -140,9 +143,9 @@ describe('slowloris: header bytes trickling in while the server drains', () => {
 async function clientHello(): Promise<Buffer> {
   const capture = opened.server(net.createServer());
   capture.listen(0, '127.0.0.1');
-  await once(capture, 'listening');
+  await nextEvent(capture, 'listening');
   const hello = new Promise<Buffer>((resolve) => capture.once('connection', (socket: net.Socket) => socket.once('data', resolve)));
-  const client = opened.socket(tls.connect({ port: (capture.address() as net.AddressInfo).port, host: '127.0.0.1', servername: 'localhost' }));
+  const client = opened.track(tls.connect({ port: (capture.address() as net.AddressInfo).port, host: '127.0.0.1', servername: 'localhost' }));
   client.on('error', () => {});
   const bytes = await hello;
   client.destroy();
@@ -153,13 +156,13 @@ async function clientHello(): Promise<Buffer> {
 describe('a TLS client that stops in the middle of its ClientHello', () => {
   async function partialHello(handshakeTimeout: number | undefined, close: { timeout: number; forceTimeout: number }) {
     const hello = await clientHello();
-    const { key, cert } = drainCertificate();
+    const { key, cert } = certificate();
     const server = https.createServer({ key, cert, ...(handshakeTimeout !== undefined ? { handshakeTimeout } : {}) }, (_request, response) =>
       response.end('ok'),
     );
     const { listener, port, target } = await httpListener(server);
     const client = peer(net.connect({ port, host: '127.0.0.1' }));
-    await once(client.socket, 'connect');
+    await nextEvent(client.socket, 'connect');
     client.socket.write(hello.subarray(0, Math.floor(hello.length / 2)));
     await waitFor('the connection accepted', () => listener.count === 2);
     const report = await closedAndGone(listener, target, listener.close(close));
@@ -189,7 +192,7 @@ describe('a peer that never reads a large response', () => {
     const server = http.createServer((_request, response) => response.end(body));
     const { listener, port, target } = await httpListener(server);
     const client = peer(net.connect({ port, host: '127.0.0.1' }));
-    await once(client.socket, 'connect');
+    await nextEvent(client.socket, 'connect');
     client.socket.write('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n');
     // Read a little, then nothing: the server's writes fill both socket buffers.
     await waitFor('the response to start', () => client.received > 0);
@@ -211,7 +214,7 @@ describe('a SYN that never completes', () => {
   test('the close gives it up by the deadline; when the client comes back after the close it is refused, never reset after a connect', async () => {
     const server = http.createServer((_request, response) => response.end('ok'));
     const { listener, port, target } = await httpListener(server);
-    const held = await heldHandshakeClient(opened, port);
+    const held = await heldHandshake(opened, port);
     await waitFor('the handshake in SYN_RECV', () => listener.pending({ handshakes: true }).handshaking === 1, { tries: 100, intervalMs: 50 });
     const report = await closedAndGone(listener, target, listener.close({ timeout: 1000, forceTimeout: 500 }));
     expect(report).toMatchObject({ handshakingAtClose: 1, handshakesAbandoned: 1, openAtClose: 0, accepted: 0, ended: 0, destroyed: 0 });
@@ -220,19 +223,6 @@ describe('a SYN that never completes', () => {
     expect(await held.result).toEqual({ connected: false, error: 'ECONNREFUSED', response: '' });
   });
 });
-
-interface StormResult {
-  attempted: number;
-  established: number;
-  answered: number;
-  refused: number;
-  timedOut: number;
-  resetEstablished: number;
-  resetConnecting: number;
-  noAnswer: number;
-  stalled: number;
-  other: Record<string, number>;
-}
 
 describe('a connect storm at the SYN gate', () => {
   test('closing under a storm with a drain held open: every client is answered, refused or timed out, none reset after connecting; a burst of connects during the drain is refused', async () => {
@@ -249,23 +239,17 @@ describe('a connect storm at the SYN gate', () => {
     const target = fdTarget(listener.fd)!;
     // A silent connection that keeps the drain in phase 2 until the deadline.
     const holder = peer(net.connect({ port, host: '127.0.0.1' }));
-    await once(holder.socket, 'connect');
+    await nextEvent(holder.socket, 'connect');
     await waitFor('the holder accepted', () => listener.count === 2);
     // 2000 connects/s for 1.5 s; a connect gives up after 4 s, 6 s of grace.
-    const storm = opened.child(
-      spawn(compileStorm(), ['127.0.0.1', String(port), '2000', '1500', '6000', '4000'], { stdio: ['pipe', 'pipe', 'pipe'] }),
-    );
-    let output = '';
-    storm.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-    const exited = new Promise<void>((resolve) => storm.on('exit', () => resolve()));
+    const storm = startStorm(opened, port, { rate: 2000, maxMs: 1500, graceMs: 6000, connectTimeoutMs: 4000 });
     await waitFor('the storm to reach the server', () => served >= 100, { tries: 500 });
 
     const closing = listener.close({ timeout: 2000, forceTimeout: 2000 });
     // At once, in the same tick: these SYNs meet the gate or the shut-down socket.
     const burst = Array.from({ length: 100 }, () => peer(net.connect({ port, host: '127.0.0.1' })));
     const report = await closedAndGone(listener, target, closing);
-    await exited;
-    const result = JSON.parse(output) as StormResult;
+    const result = await storm.result;
 
     expect(result).toMatchObject({ resetEstablished: 0, resetConnecting: 0, noAnswer: 0, stalled: 0, other: {} });
     expect(result.answered).toBe(result.established);

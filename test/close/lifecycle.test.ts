@@ -4,22 +4,10 @@ import http from 'node:http';
 import net from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
 import { listen, type Listener } from '../../src/index.js';
-import { Opened, anyFdPointsTo, codeOf, fdTarget, once } from '../helpers/close-fixtures.js';
+import { Opened, anyFdPointsTo, fdTarget, nextEvent } from '../helpers/kit.js';
 
 const opened = new Opened();
 afterEach(() => opened.dispose());
-
-/** Connects once: 'connected' or the error's code. */
-function connectOutcome(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = opened.socket(net.connect({ port, host: '127.0.0.1' }));
-    socket.on('connect', () => {
-      socket.destroy();
-      resolve('connected');
-    });
-    socket.on('error', (error) => resolve(codeOf(error) ?? error.message));
-  });
-}
 
 /** One HTTP/1.1 request on a raw socket: the response head, once the body has arrived. */
 function request(socket: net.Socket, path: string): Promise<string> {
@@ -60,10 +48,10 @@ async function httpListener() {
 
 /** A raw client the listener has accepted: it holds the drain open until it ends. */
 async function heldClient(listener: Listener<net.Socket>, port: number): Promise<net.Socket> {
-  const accepted = once(listener, 'connection');
-  const client = opened.socket(net.connect({ port, host: '127.0.0.1' }));
+  const accepted = nextEvent(listener, 'connection');
+  const client = opened.track(net.connect({ port, host: '127.0.0.1' }));
   client.on('error', () => {});
-  await once(client, 'connect');
+  await nextEvent(client, 'connect');
   await accepted;
   return client;
 }
@@ -80,7 +68,7 @@ describe('after the close', () => {
     expect(listener.state).toBe('draining');
     // Shut down with its queue empty: a new client is refused at once, while
     // the fd stays open until the held connection is released.
-    expect(await connectOutcome(port)).toBe('ECONNREFUSED');
+    expect(await opened.connectOutcome(port)).toBe('ECONNREFUSED');
     expect(fdTarget(fd)).toBe(target);
     expect(listener.state).toBe('draining');
 
@@ -89,7 +77,7 @@ describe('after the close', () => {
     await opened.closed(listener);
     expect(listener.fd).toBe(-1);
     expect(anyFdPointsTo(target!)).toBe(false);
-    expect(await connectOutcome(port)).toBe('ECONNREFUSED');
+    expect(await opened.connectOutcome(port)).toBe('ECONNREFUSED');
     expect(server.listening).toBe(false);
   });
 });
@@ -127,7 +115,7 @@ describe('the state machine', () => {
       (error: { code?: string }) => error.code,
     );
     expect(listener.state).toBe('draining');
-    expect(await connectOutcome(port)).toBe('ECONNREFUSED');
+    expect(await opened.connectOutcome(port)).toBe('ECONNREFUSED');
     listener.resume();
     expect(await outcome).toBe('ERR_CLOSE_ABORTED');
     expect(states).toEqual(['accepting', 'draining', 'accepting']);

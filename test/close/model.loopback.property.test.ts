@@ -14,9 +14,7 @@ import net from 'node:net';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, expect, test } from 'vitest';
 import { listen, type CloseReport, type Listener, type ListenerState } from '../../src/index.js';
-import { codeOf, sleep, waitFor } from '../helpers/close-fixtures.js';
-import { RawClient, nextEvent, rawGet, within } from '../helpers/drain-kit.js';
-import { openFds } from '../native/helpers.js';
+import { RawClient, codeOf, fdsBackTo, nextEvent, openFdTargets, rawGet, sleep, waitFor, within } from '../helpers/kit.js';
 
 /**
  * once: one request with `Connection: close`. keepAlive: requests one after
@@ -190,10 +188,7 @@ class Run {
   }
 
   connect(kind: ClientKind, delay: number): void {
-    const raw =
-      kind === 'stubborn'
-        ? new RawClient(net.connect({ host: '127.0.0.1', port: this.port, allowHalfOpen: true }))
-        : RawClient.connect(this.port);
+    const raw = RawClient.connect(this.port, { allowHalfOpen: kind === 'stubborn' });
     const client: ModelClient = { raw, kind, connected: false, localPort: undefined, requests: 0, resetByTest: false };
     raw.socket.on('connect', () => {
       client.connected = true;
@@ -378,11 +373,6 @@ function responses(raw: RawClient): number {
   return raw.data.split('HTTP/1.1 ').length - 1;
 }
 
-/** fd → target of every open fd, as a sorted list of targets (fd numbers may be reused). */
-function fdTargets(): string[] {
-  return [...openFds().values()].sort();
-}
-
 let running: Run | undefined;
 afterEach(() => running?.destroy());
 
@@ -392,7 +382,7 @@ test('random connect / request / reset / throw / close / server.close / pause / 
       fc.array(fc.record({ client: clientKind, delay: handlerDelay }), { maxLength: 4 }),
       fc.array(action, { minLength: MAX_ACTIONS / 2, maxLength: MAX_ACTIONS }),
       async (first, actions) => {
-        const before = fdTargets();
+        const before = openFdTargets();
         reportedBugs = 0;
         const run = new Run();
         running = run;
@@ -410,11 +400,7 @@ test('random connect / request / reset / throw / close / server.close / pause / 
         }
         running = undefined;
         // Client sockets close asynchronously: wait for their fds to go.
-        await waitFor(
-          () => `the fds of the run to be closed: ${JSON.stringify({ before, after: fdTargets() })}`,
-          () => JSON.stringify(fdTargets()) === JSON.stringify(before),
-          { tries: 250, intervalMs: 20 },
-        );
+        await fdsBackTo(before, 'the fds of the run to be closed', { tries: 250, intervalMs: 20 });
       },
     ),
     {

@@ -12,9 +12,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, test } from 'vitest';
-import { Opened, anyFdPointsTo, codeOf, once, waitFor } from '../helpers/close-fixtures.js';
-import { RawClient, rawGet } from '../helpers/drain-kit.js';
-import { requireDist } from '../native/helpers.js';
+import { Lines, Opened, anyFdPointsTo, nextEvent, rawGet, requireDist, waitFor, type RawClient } from '../helpers/kit.js';
 
 const opened = new Opened();
 afterEach(() => opened.dispose());
@@ -34,31 +32,20 @@ interface ChildEvent {
 /** The child, its events as they arrive, and its exit. */
 class SigtermChild {
   readonly process: ChildProcess;
-  readonly events: ChildEvent[] = [];
+  readonly #events: Lines<ChildEvent>;
   stderr = '';
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
   constructor() {
     this.process = opened.child(spawn(process.execPath, [CHILD, requireDist()], { stdio: ['pipe', 'pipe', 'pipe'] }));
-    let buffered = '';
-    this.process.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-      buffered += chunk;
-      let newline: number;
-      while ((newline = buffered.indexOf('\n')) >= 0) {
-        this.events.push(JSON.parse(buffered.slice(0, newline)) as ChildEvent);
-        buffered = buffered.slice(newline + 1);
-      }
-    });
+    this.#events = new Lines(this.process.stdout!, (line) => JSON.parse(line) as ChildEvent);
     this.process.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.stderr += chunk));
     this.exited = new Promise((resolve) => this.process.on('exit', (code, signal) => resolve({ code, signal })));
   }
 
   /** Resolves with the first event matching, waiting for it (bounded). */
-  async next(match: (event: ChildEvent) => boolean, what: string): Promise<ChildEvent> {
-    await waitFor(() => `the child's ${what} (events: ${JSON.stringify(this.events)}, stderr: ${this.stderr})`, () => this.events.some(match), {
-      tries: 750,
-    });
-    return this.events.find(match)!;
+  next(match: (event: ChildEvent) => boolean, what: string): Promise<ChildEvent> {
+    return this.#events.find(match, () => `the child's ${what} (events: ${JSON.stringify(this.#events.items)}, stderr: ${this.stderr})`);
   }
 
   async port(): Promise<number> {
@@ -84,26 +71,13 @@ class SigtermChild {
   }
 
   of(kind: ChildEvent['event']): ChildEvent[] {
-    return this.events.filter((event) => event.event === kind);
+    return this.#events.items.filter((event) => event.event === kind);
   }
-}
-
-/** Connects once: 'connected' or the error's code. */
-function connectOutcome(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = opened.socket(net.connect({ port, host: '127.0.0.1' }));
-    socket.on('connect', () => {
-      socket.destroy();
-      resolve('connected');
-    });
-    socket.on('error', (error) => resolve(codeOf(error) ?? error.message));
-  });
 }
 
 /** A keep-alive client that has been answered once and now sits idle on its connection. */
 async function idleKeepAlive(port: number): Promise<RawClient> {
-  const client = RawClient.connect(port);
-  opened.socket(client.socket);
+  const client = opened.raw(port);
   client.socket.write(rawGet('/'));
   const response = await client.response();
   expect(response).toMatchObject({ status: 200, headers: { connection: 'keep-alive' } });
@@ -112,8 +86,7 @@ async function idleKeepAlive(port: number): Promise<RawClient> {
 
 /** A client whose request to /hold is in flight until the child is told to release it. */
 async function heldRequest(child: SigtermChild, port: number): Promise<RawClient> {
-  const client = RawClient.connect(port);
-  opened.socket(client.socket);
+  const client = opened.raw(port);
   client.socket.write(rawGet('/hold'));
   await child.next((event) => event.event === 'request' && event.url === '/hold', "request for /hold");
   return client;
@@ -128,7 +101,7 @@ describe('SIGTERM at each stage of the close: the child exits by itself, code 0,
     expect(child.of('uncaught')).toEqual([]);
     expect(child.of('signal')).toEqual([{ event: 'signal', state: 'accepting', same: null }]);
     expect(child.of('closed')[0]!.report).toMatchObject({ openAtClose: 0, accepted: 0, served: 0, ended: 0, destroyed: 0 });
-    expect(await connectOutcome(port)).toBe('ECONNREFUSED');
+    expect(await opened.connectOutcome(port)).toBe('ECONNREFUSED');
   });
 
   test('with an idle keep-alive connection and a request in flight: the request is answered with Connection: close, the idle one gets a FIN', async () => {
@@ -150,7 +123,7 @@ describe('SIGTERM at each stage of the close: the child exits by itself, code 0,
     expect(inFlight.errors).toEqual([]);
     expect(child.of('uncaught')).toEqual([]);
     expect(child.of('closed')[0]!.report).toMatchObject({ openAtClose: 2, served: 2, ended: 0, destroyed: 0 });
-    expect(await connectOutcome(port)).toBe('ECONNREFUSED');
+    expect(await opened.connectOutcome(port)).toBe('ECONNREFUSED');
   });
 
   test('again in phase 2 (the socket shut down, one request still in flight): the second SIGTERM gets the same close, the child still waits for the request', async () => {
@@ -161,7 +134,7 @@ describe('SIGTERM at each stage of the close: the child exits by itself, code 0,
     await child.next((event) => event.event === 'draining', "'draining'");
     // Phase 1 is over: the socket is shut down (new clients are refused at
     // once), the fd stays open for the connection still in flight.
-    expect(await connectOutcome(port)).toBe('ECONNREFUSED');
+    expect(await opened.connectOutcome(port)).toBe('ECONNREFUSED');
     child.sigterm();
     await waitFor('the second signal', () => child.of('signal').length === 2);
     expect(child.of('signal')).toEqual([
@@ -177,7 +150,7 @@ describe('SIGTERM at each stage of the close: the child exits by itself, code 0,
     expect(child.of('uncaught')).toEqual([]);
     expect(child.of('closed')).toHaveLength(1);
     expect(child.of('closed')[0]!.report).toMatchObject({ openAtClose: 1, served: 1, ended: 0, destroyed: 0 });
-    expect(await connectOutcome(port)).toBe('ECONNREFUSED');
+    expect(await opened.connectOutcome(port)).toBe('ECONNREFUSED');
   });
 });
 
@@ -226,8 +199,8 @@ describe('a worker thread that owns a listener', () => {
     // The port can be bound again by someone else.
     const rebind = opened.server(net.createServer());
     rebind.listen(port, '127.0.0.1');
-    await once(rebind, 'listening');
+    await nextEvent(rebind, 'listening');
     rebind.close();
-    await once(rebind, 'close');
+    await nextEvent(rebind, 'close');
   });
 });

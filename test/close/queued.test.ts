@@ -3,7 +3,7 @@
 import http from 'node:http';
 import { afterEach, describe, expect, test } from 'vitest';
 import { ListenSocket, listen } from '../../src/index.js';
-import { Opened, blockUntil } from '../helpers/close-fixtures.js';
+import { Opened, blockUntil } from '../helpers/kit.js';
 import { queuedClients, tally } from '../helpers/load.js';
 
 const CLIENTS = 40;

@@ -9,27 +9,11 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
 import { ListenSocket, listen, type CloseReport } from '../../src/index.js';
-import { Opened, codeOf, once, waitFor } from '../helpers/close-fixtures.js';
-import { heldHandshakeClient } from '../helpers/held-handshake.js';
+import { Opened, codeOf, connections, nextEvent, waitFor } from '../helpers/kit.js';
+import { heldHandshake } from '../helpers/python.js';
 
 const opened = new Opened();
 afterEach(() => opened.dispose());
-
-/** Connects once and waits (bounded): 'connected', the error's code, or 'pending' after `boundMs`. */
-function connectOutcome(port: number, boundMs = 20_000): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = opened.socket(net.connect({ port, host: '127.0.0.1' }));
-    const timer = setTimeout(() => resolve('pending'), boundMs);
-    socket.on('connect', () => {
-      clearTimeout(timer);
-      resolve('connected');
-    });
-    socket.on('error', (error) => {
-      clearTimeout(timer);
-      resolve(codeOf(error) ?? error.message);
-    });
-  });
-}
 
 /** One keep-alive GET: the status and the Connection header. */
 function get(port: number, agent: http.Agent): Promise<{ status?: number; connection?: string }> {
@@ -78,13 +62,13 @@ describe("resume() from a 'draining' listener", () => {
     for (let i = 0; i < 3; i++) {
       const stream = session.request({ ':path': '/' });
       stream.resume();
-      await once(stream, 'close');
+      await nextEvent(stream, 'close');
     }
     // A PING round trip: anything the server sent before its ACK has arrived.
     await new Promise<void>((resolve, reject) => session.ping((error) => (error ? reject(error) : resolve())));
     expect(goaways).toBe(0);
     session.close();
-    await once(session, 'close');
+    await nextEvent(session, 'close');
   });
 });
 
@@ -93,14 +77,11 @@ test("a 'connection' listener that destroys the socket: the server's count stays
   const listener = opened.listener(await listen(server, { host: '127.0.0.1' }));
   listener.once('connection', (socket: net.Socket) => socket.destroy());
   const { port } = listener.address();
-  const refused = opened.socket(net.connect({ port, host: '127.0.0.1' }));
+  const refused = opened.track(net.connect({ port, host: '127.0.0.1' }));
   refused.on('error', () => {});
-  await once(refused, 'close');
+  await nextEvent(refused, 'close');
   await waitFor('the destroyed connection to be released', () => listener.count === 1);
-  const connections = await new Promise<number>((resolve, reject) =>
-    server.getConnections((error, count) => (error ? reject(error) : resolve(count))),
-  );
-  expect(connections).toBe(0);
+  expect(await connections(server)).toBe(0);
   const called = new Promise<Error | undefined>((resolve) => server.close(resolve));
   expect(await called).toBeUndefined();
   await opened.closed(listener);
@@ -111,14 +92,14 @@ describe('a handshake that never completes (a spoofed SYN, a client that vanishe
     const server = http.createServer((_request, response) => response.end('ok'));
     const listener = opened.listener(await listen(server, { host: '127.0.0.1' }));
     const { port } = listener.address();
-    await heldHandshakeClient(opened, port);
+    await heldHandshake(opened, port);
     await waitFor('the handshake in SYN_RECV', () => listener.pending({ handshakes: true }).handshaking === 1, {
       tries: 100,
       intervalMs: 50,
     });
     const closing = listener.close({ timeout: 120_000 });
     // Its SYN is dropped by the gate; once phase 1 ends its retransmit is refused.
-    const latecomer = connectOutcome(port);
+    const latecomer = opened.connectOutcome(port);
     expect(await latecomer).toBe('ECONNREFUSED');
     const report: CloseReport = await closing;
     await opened.closed(listener);
@@ -128,7 +109,7 @@ describe('a handshake that never completes (a spoofed SYN, a client that vanishe
   test('handshakeWait bounds the wait however long the handshake has left', async () => {
     const server = net.createServer();
     const listener = opened.listener(await listen(server, { host: '127.0.0.1' }));
-    await heldHandshakeClient(opened, listener.address().port);
+    await heldHandshake(opened, listener.address().port);
     await waitFor('the handshake in SYN_RECV', () => listener.pending({ handshakes: true }).handshaking === 1, {
       tries: 100,
       intervalMs: 50,
@@ -150,9 +131,9 @@ describe('accept(2) failing after another owner of the socket shut it down (EINV
       coOwner.shutdown();
       await waitFor('the accept error', () => errors.length > 0);
       coOwner.listen();
-      const client = opened.socket(net.connect({ port: listener.address().port, host: '127.0.0.1' }));
+      const client = opened.track(net.connect({ port: listener.address().port, host: '127.0.0.1' }));
       client.setEncoding('utf8');
-      const [greeting] = await Promise.all([once<string>(client, 'data'), once(client, 'connect')]);
+      const [[greeting]] = await Promise.all([nextEvent<[string]>(client, 'data'), nextEvent(client, 'connect')]);
       expect(greeting).toBe('hi');
       expect(errors[0]).toBe('EINVAL');
     } finally {
@@ -178,7 +159,7 @@ describe('accept(2) failing after another owner of the socket shut it down (EINV
 
 test('server.close() while listen() resolves its host cancels the listen, as it cancels Node\'s own', async () => {
   const server = http.createServer();
-  const closed = once(server, 'close');
+  const closed = nextEvent(server, 'close');
   const listening = listen(server, { host: 'localhost', family: 4 });
   server.close();
   await expect(listening).rejects.toMatchObject({ name: 'ListenerError', code: 'ERR_SERVER_CLOSED' });
@@ -203,9 +184,9 @@ test("accepted sockets are published on Node's net.server.socket diagnostics cha
       socket.end();
     });
     const listener = opened.listener(await listen(server, { host: '127.0.0.1' }));
-    const client = opened.socket(net.connect({ port: listener.address().port, host: '127.0.0.1' }));
+    const client = opened.track(net.connect({ port: listener.address().port, host: '127.0.0.1' }));
     client.resume();
-    await once(client, 'close');
+    await nextEvent(client, 'close');
     expect(published).toEqual(seen);
     expect(published).toHaveLength(1);
   } finally {

@@ -9,10 +9,10 @@ import https from 'node:https';
 import type net from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
 import { listen, type CloseReport, type Listener } from '../../src/index.js';
-import { DrainScope, HOST, RawClient, drainCertificate, nextEvent, rawGet, within } from '../helpers/drain-kit.js';
+import { HOST, Opened, certificate, nextEvent, rawGet, within } from '../helpers/kit.js';
 
-const scope = new DrainScope();
-afterEach(() => scope.dispose());
+const opened = new Opened();
+afterEach(() => opened.dispose());
 
 type Kind = 'http' | 'https' | 'http2 allowHTTP1';
 
@@ -20,7 +20,7 @@ function makeServer(kind: Kind): net.Server {
   const handler = (request: http.IncomingMessage, response: http.ServerResponse): void => {
     response.end(`${request.url}\n`);
   };
-  const { key, cert } = drainCertificate();
+  const { key, cert } = certificate();
   if (kind === 'http') return http.createServer(handler);
   if (kind === 'https') return https.createServer({ key, cert }, handler);
   return http2.createSecureServer({ key, cert, allowHTTP1: true }, handler as never);
@@ -33,8 +33,8 @@ function makeServer(kind: Kind): net.Server {
  */
 async function closeWithRequestOnTheWire(kind: Kind, route: 'server.close()' | 'listener.close()') {
   const server = makeServer(kind);
-  const listener = scope.listener(await listen(server, { host: HOST }));
-  const client = scope.track(RawClient.connect(listener.address().port, kind !== 'http'));
+  const listener = opened.listener(await listen(server, { host: HOST }));
+  const client = opened.raw(listener.address().port, { secure: kind !== 'http' });
   client.socket.write(rawGet('/first'));
   const first = await client.response();
 
@@ -50,8 +50,7 @@ async function closeWithRequestOnTheWire(kind: Kind, route: 'server.close()' | '
   }
   const second = await client.response().catch((error: Error) => error);
   await client.finished();
-  const report = await within(closing, 'the close');
-  await scope.closed(listener);
+  const report = await opened.settled(listener, closing);
   await serverClosed;
   return { first, second, client, report, callback, listener };
 }
@@ -68,8 +67,8 @@ describe.each<Kind>(['http', 'https', 'http2 allowHTTP1'])('%s: a keep-alive cli
 
   test('an idle keep-alive client is ended after the quiet window, with a FIN, by server.close() too', async () => {
     const server = makeServer(kind);
-    const listener: Listener<net.Socket> = scope.listener(await listen(server, { host: HOST, http: { quietWindow: 50 } }));
-    const client = scope.track(RawClient.connect(listener.address().port, kind !== 'http'));
+    const listener: Listener<net.Socket> = opened.listener(await listen(server, { host: HOST, http: { quietWindow: 50 } }));
+    const client = opened.raw(listener.address().port, { secure: kind !== 'http' });
     client.socket.write(rawGet('/only'));
     await client.response();
     const closing = listener.close();

@@ -2,12 +2,11 @@
 // listens and closes on one port 20 times. No connection whose handshake
 // completed is reset; refusals (the listener is shut down or gone) and SYNs
 // that never got in are allowed.
-import { spawn } from 'node:child_process';
 import net from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
 import { listen, type CloseReport, type Listener } from '../../src/index.js';
-import { Opened, waitFor } from '../helpers/close-fixtures.js';
-import { compileStorm } from '../helpers/load.js';
+import { Opened, waitFor } from '../helpers/kit.js';
+import { startStorm, type StormResult } from '../helpers/load.js';
 
 const CYCLES = 20;
 // Overloaded cycles can each wait for handshakes until their deadline: fewer.
@@ -23,19 +22,6 @@ const RATE = 3000;
 const SERVED_PER_CYCLE = 300;
 const QUEUED_BEFORE_CLOSE = 256;
 const BURN_MS = 1;
-
-interface StormResult {
-  attempted: number;
-  established: number;
-  answered: number;
-  refused: number;
-  timedOut: number;
-  resetEstablished: number;
-  resetConnecting: number;
-  noAnswer: number;
-  stalled: number;
-  other: Record<string, number>;
-}
 
 interface CycleResult {
   storm: StormResult;
@@ -57,7 +43,6 @@ function burn(ms: number): void {
 
 /** Runs the storm against `cycles` listen/close cycles of one server on one port. */
 async function stormCycles(backlog: number | undefined, cycles: number, timeout: number): Promise<CycleResult> {
-  const binary = compileStorm();
   const serverErrors: Record<string, number> = {};
   let served = 0;
   let accepted = 0;
@@ -86,17 +71,10 @@ async function stormCycles(backlog: number | undefined, cycles: number, timeout:
   const relistenErrors: string[] = [];
   listener = opened.listener(await listen(server, { host: '127.0.0.1', backlog }));
   const { port } = listener.address();
-  const storm = opened.child(
-    // At most 100 s of load (a hang bound); stdin EOF stops it. A connect
-    // gives up after 4 s (its SYN and two retransmissions were dropped by the
-    // SYN gate or an overflowing queue); 10 s of grace for the last ones.
-    spawn(binary, ['127.0.0.1', String(port), String(RATE), '100000', '10000', '4000'], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    }),
-  );
-  let output = '';
-  storm.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  const exited = new Promise<void>((resolve) => storm.on('exit', () => resolve()));
+  // At most 100 s of load (a hang bound); stop() ends it. A connect gives up
+  // after 4 s (its SYN and two retransmissions were dropped by the SYN gate
+  // or an overflowing queue); 10 s of grace for the last ones.
+  const storm = startStorm(opened, port, { rate: RATE, maxMs: 100_000, graceMs: 10_000, connectTimeoutMs: 4000 });
 
   for (let cycle = 0; cycle < cycles; cycle++) {
     if (cycle > 0) {
@@ -115,9 +93,7 @@ async function stormCycles(backlog: number | undefined, cycles: number, timeout:
     closing = undefined;
     await opened.closed(listener);
   }
-  storm.stdin!.end();
-  await exited;
-  return { storm: JSON.parse(output) as StormResult, reports, relistenErrors, serverErrors, accepted, served };
+  return { storm: await storm.stop(), reports, relistenErrors, serverErrors, accepted, served };
 }
 
 function sum(reports: CloseReport[], key: 'queuedAtClose' | 'handshakingAtClose' | 'accepted' | 'ended' | 'destroyed'): number {

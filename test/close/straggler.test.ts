@@ -6,8 +6,8 @@ import http from 'node:http';
 import type net from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
 import { listen } from '../../src/index.js';
-import { Opened, waitFor } from '../helpers/close-fixtures.js';
-import { heldHandshakeClient } from '../helpers/held-handshake.js';
+import { Opened, waitFor } from '../helpers/kit.js';
+import { heldHandshake } from '../helpers/python.js';
 
 const opened = new Opened();
 afterEach(() => opened.dispose());
@@ -18,7 +18,9 @@ describe('stragglers', () => {
     const listener = opened.listener(await listen(server, { host: '127.0.0.1' }));
     const connections: boolean[] = [];
     listener.on('connection', () => connections.push(listener.state === 'draining'));
-    const client = await heldHandshakeClient(opened, listener.address().port);
+    const client = await heldHandshake(opened, listener.address().port, {
+      request: 'GET /straggler HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n',
+    });
     await waitFor('the handshake in SYN_RECV', () => listener.pending({ handshakes: true }).handshaking === 1, {
       tries: 100,
       intervalMs: 50,
@@ -62,7 +64,7 @@ describe('stragglers', () => {
           response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
           response.on('end', () => resolve({ connection: response.headers.connection, body }));
         });
-        req.on('socket', (socket: net.Socket) => sockets.add(opened.socket(socket)));
+        req.on('socket', (socket: net.Socket) => sockets.add(opened.track(socket)));
         req.on('error', reject);
       });
 

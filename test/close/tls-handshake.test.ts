@@ -6,27 +6,27 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { afterEach, describe, expect, test } from 'vitest';
 import { listen } from '../../src/index.js';
-import { Opened, codeOf, once, testCertificate, waitFor } from '../helpers/close-fixtures.js';
+import { Opened, certificate, codeOf, nextEvent, waitFor } from '../helpers/kit.js';
 
 const opened = new Opened();
 afterEach(() => opened.dispose());
 
 async function httpsListener() {
-  const server = https.createServer(testCertificate(), (_request, response) => response.end('ok\n'));
+  const server = https.createServer(certificate(), (_request, response) => response.end('ok\n'));
   const listener = opened.listener(await listen(server, { host: '127.0.0.1' }));
   return { server, listener, port: listener.address().port };
 }
 
 /** A plain TCP client, accepted by the listener (not yet handshaking). */
 async function acceptedRawClient(listener: Awaited<ReturnType<typeof httpsListener>>['listener'], port: number) {
-  const accepted = once(listener, 'connection');
-  const raw = opened.socket(net.connect({ port, host: '127.0.0.1' }));
+  const accepted = nextEvent(listener, 'connection');
+  const raw = opened.track(net.connect({ port, host: '127.0.0.1' }));
   const events: string[] = [];
   const errors: string[] = [];
   raw.on('error', (error) => errors.push(codeOf(error) ?? error.message));
   raw.on('end', () => events.push('end'));
   raw.on('close', () => events.push('close'));
-  await once(raw, 'connect');
+  await nextEvent(raw, 'connect');
   await accepted;
   return { raw, events, errors };
 }
@@ -40,14 +40,14 @@ describe('a TLS connection accepted before close() that has not handshaken yet',
     expect(listener.state).toBe('draining');
     expect(listener.count).toBe(2);
 
-    const secure = opened.socket(tls.connect({ socket: raw, rejectUnauthorized: false, servername: 'localhost' }));
+    const secure = opened.track(tls.connect({ socket: raw, rejectUnauthorized: false, servername: 'localhost' }));
     let response = '';
     const tlsErrors: string[] = [];
     secure.setEncoding('latin1');
     secure.on('data', (chunk: string) => (response += chunk));
     secure.on('error', (error) => tlsErrors.push(codeOf(error) ?? error.message));
     secure.on('secureConnect', () => secure.write('GET / HTTP/1.1\r\nHost: localhost\r\n\r\n'));
-    await once(secure, 'close');
+    await nextEvent(secure, 'close');
 
     const report = await closing;
     await opened.closed(listener);

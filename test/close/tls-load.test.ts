@@ -3,7 +3,7 @@
 import https from 'node:https';
 import { afterEach, expect, test } from 'vitest';
 import { listen, type CloseReport } from '../../src/index.js';
-import { Opened, codeOf, testCertificate } from '../helpers/close-fixtures.js';
+import { Opened, certificate, codeOf } from '../helpers/kit.js';
 import { tally } from '../helpers/load.js';
 
 const CONCURRENCY = 64;
@@ -30,7 +30,7 @@ function request(port: number): Promise<string> {
 }
 
 test('64 clients on fresh TLS connections, close() mid-load: no ECONNRESET, no EPIPE, the listener closes', async () => {
-  const server = https.createServer(testCertificate(), (_request, response) => {
+  const server = https.createServer(certificate(), (_request, response) => {
     setTimeout(() => response.end('ok\n'), 1);
   });
   const listener = opened.listener(await listen(server, { host: '127.0.0.1' }));
@@ -59,7 +59,7 @@ test('64 clients on fresh TLS connections, close() mid-load: no ECONNRESET, no E
   expect(closing).toBeDefined();
   const report = await closing!;
   await opened.closed(listener);
-  const counts = tally(outcomes, (outcome) => outcome);console.error("COUNTS", counts, report);
+  const counts = tally(outcomes, (outcome) => outcome);
   expect(counts.ECONNRESET ?? 0).toBe(0);
   expect(counts.EPIPE ?? 0).toBe(0);
   // Nothing but successes and clean refusals after the shutdown.

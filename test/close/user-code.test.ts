@@ -3,13 +3,10 @@
 // (an uncaught exception, as Node reports a throwing listener of its own
 // events) and never stops the close — the promise settles, 'close' is
 // emitted, the port refuses new clients, the server's 'close' fires.
-import { execFile } from 'node:child_process';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, test } from 'vitest';
-import { requireDist } from '../native/helpers.js';
+import { requireDist, run, verdict } from '../helpers/kit.js';
 
-const run = promisify(execFile);
 const child = path.join(__dirname, '..', 'helpers', 'user-code-child.mjs');
 
 interface Outcome {
@@ -29,8 +26,9 @@ interface Outcome {
 }
 
 async function scenario(name: string): Promise<Outcome> {
-  const { stdout } = await run(process.execPath, [child, requireDist(), name], { timeout: 30_000 });
-  return JSON.parse(stdout) as Outcome;
+  const result = await run(process.execPath, [child, requireDist(), name], { killAfterMs: 30_000 });
+  if (result.code !== 0) throw new Error(`the child exited with ${result.code ?? result.signal}: ${result.stderr}`);
+  return verdict<Outcome>(result);
 }
 
 describe('user code that throws never stops the close', () => {

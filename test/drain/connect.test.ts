@@ -7,12 +7,10 @@ import http from 'node:http';
 import net from 'node:net';
 import { afterEach, expect, test } from 'vitest';
 import { listen } from '../../src/index.js';
-import { DrainScope, HOST, RawClient, protocolOf, within } from '../helpers/drain-kit.js';
+import { HOST, Opened, protocolOf, sleep, type RawClient } from '../helpers/kit.js';
 
-const scope = new DrainScope();
-afterEach(() => scope.dispose());
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const opened = new Opened();
+afterEach(() => opened.dispose());
 
 /** A proxy whose 'connect' handler opens a tunnel to `target`. */
 function proxyTo(target: number): { server: http.Server; tunnels: net.Socket[] } {
@@ -51,7 +49,7 @@ async function upstreamServer(): Promise<{ port: number; send: (text: string) =>
 }
 
 async function openTunnel(port: number): Promise<RawClient> {
-  const client = scope.track(RawClient.connect(port));
+  const client = opened.raw(port);
   client.socket.write(`CONNECT ${HOST}:1 HTTP/1.1\r\nHost: ${HOST}:1\r\n\r\n`);
   await client.until((c) => c.data.includes('\r\n\r\n'), 'the tunnel to open');
   expect(client.data).toBe('HTTP/1.1 200 Connection Established\r\n\r\n');
@@ -63,7 +61,7 @@ test('a download through a CONNECT tunnel outlives the quiet window and the ling
   const upstream = await upstreamServer();
   try {
     const { server } = proxyTo(upstream.port);
-    const listener = scope.listener(await listen(server, { host: HOST, http: { quietWindow: 20, linger: 20 } }));
+    const listener = opened.listener(await listen(server, { host: HOST, http: { quietWindow: 20, linger: 20 } }));
     const client = await openTunnel(listener.address().port);
     upstream.send('part 1;');
     await client.until((c) => c.data.includes('part 1;'), 'the first part');
@@ -73,10 +71,8 @@ test('a download through a CONNECT tunnel outlives the quiet window and the ling
     await sleep(300);
     upstream.send('part 2;');
     upstream.finish();
-    await client.finished();
-    client.socket.end();
-    const report = await within(closing, 'close()');
-    await scope.closed(listener);
+    await client.endAfterServer();
+    const report = await opened.settled(listener, closing);
     expect(client.data).toBe('part 1;part 2;');
     expect(client.errors).toEqual([]);
     expect(report).toMatchObject({ openAtClose: 1, served: 1, ended: 0, destroyed: 0 });
@@ -91,7 +87,7 @@ test('the drain hook gets the tunnel once when the drain starts', async () => {
   try {
     const { server, tunnels } = proxyTo(upstream.port);
     const hooked: net.Socket[] = [];
-    const listener = scope.listener(
+    const listener = opened.listener(
       await listen(server, {
         host: HOST,
         http: { quietWindow: 20, linger: 20 },
@@ -104,10 +100,8 @@ test('the drain hook gets the tunnel once when the drain starts', async () => {
     const client = await openTunnel(listener.address().port);
     const closing = listener.close({ timeout: 600_000 });
     expect(hooked).toEqual(tunnels);
-    await client.finished();
-    client.socket.end();
-    const report = await within(closing, 'close()');
-    await scope.closed(listener);
+    await client.endAfterServer();
+    const report = await opened.settled(listener, closing);
     expect(client.errors).toEqual([]);
     expect(protocolOf(report).drainHooks).toBe(1);
   } finally {
@@ -117,8 +111,8 @@ test('the drain hook gets the tunnel once when the drain starts', async () => {
 
 test('a CONNECT to a server with no connect listener is still refused by Node (our watch adds none)', async () => {
   const server = http.createServer((_request, response) => response.end('x'));
-  const listener = scope.listener(await listen(server, { host: HOST }));
-  const client = scope.track(RawClient.connect(listener.address().port));
+  const listener = opened.listener(await listen(server, { host: HOST }));
+  const client = opened.raw(listener.address().port);
   client.socket.write(`CONNECT ${HOST}:1 HTTP/1.1\r\nHost: ${HOST}:1\r\n\r\n`);
   await client.until((c) => c.closed, 'the connection to close');
   expect(client.data).toBe('');

@@ -11,25 +11,24 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { listen, type Listener } from '../../src/index.js';
 import {
   Counter,
-  DrainScope,
   HOST,
-  RawClient,
-  drainCertificate,
+  Opened,
+  certificate,
   protocolOf,
   rawGet,
   requestLoops,
   when,
   within,
   type Exchange,
-} from '../helpers/drain-kit.js';
+} from '../helpers/kit.js';
 
 const LOOPS = 64;
 const RESPONSES_BEFORE_CLOSE = 640;
 // A hang bound per loop, far above what the test needs.
 const MAX_REQUESTS_PER_LOOP = 5_000;
 
-const scope = new DrainScope();
-afterEach(() => scope.dispose());
+const opened = new Opened();
+afterEach(() => opened.dispose());
 
 /** Answers each request on the next turn of the loop; `x-draining` says whether the drain had begun when the headers were made. */
 function answering(listener: () => Listener<net.Socket> | undefined): http.RequestListener {
@@ -71,13 +70,13 @@ describe.each([
   test(`${LOOPS} keep-alive loops, close() mid-load: every request succeeds or is refused before it is sent`, async () => {
     let listener: Listener<net.Socket> | undefined;
     const handler = answering(() => listener);
-    const server = secure ? https.createServer(drainCertificate(), handler) : http.createServer(handler);
+    const server = secure ? https.createServer(certificate(), handler) : http.createServer(handler);
     // A long quiet window: no connection of this load is idle, so none may be ended as idle.
-    listener = scope.listener(await listen(server, { host: HOST, http: { quietWindow: 10_000 } }));
+    listener = opened.listener(await listen(server, { host: HOST, http: { quietWindow: 10_000 } }));
     const port = listener.address().port;
-    const agent = scope.track(
+    const agent = opened.track(
       secure
-        ? new https.Agent({ keepAlive: true, maxSockets: LOOPS, ca: drainCertificate().cert, servername: 'localhost' })
+        ? new https.Agent({ keepAlive: true, maxSockets: LOOPS, ca: certificate().cert, servername: 'localhost' })
         : new http.Agent({ keepAlive: true, maxSockets: LOOPS }),
     );
     let closing: ReturnType<Listener['close']> | undefined;
@@ -94,8 +93,7 @@ describe.each([
       'the request loops',
     );
     expect(closing).toBeDefined();
-    const report = await within(closing!, 'close()');
-    await scope.closed(listener);
+    const report = await opened.settled(listener, closing!);
 
     const failures = outcomes.filter((outcome) => !outcome.ok);
     // Each loop ends with one refusal of a new connection, its request never written.
@@ -120,10 +118,10 @@ describe.each([
   });
 
   test('a connection idle at the drain start is not cut: its next request is answered with Connection: close', async () => {
-    const server = secure ? https.createServer(drainCertificate()) : http.createServer();
+    const server = secure ? https.createServer(certificate()) : http.createServer();
     server.on('request', (_request: http.IncomingMessage, response: http.ServerResponse) => response.end('ok'));
-    const listener = scope.listener(await listen(server, { host: HOST, http: { quietWindow: 600_000 } }));
-    const raw = scope.track(RawClient.connect(listener.address().port, secure));
+    const listener = opened.listener(await listen(server, { host: HOST, http: { quietWindow: 600_000 } }));
+    const raw = opened.raw(listener.address().port, { secure });
     raw.socket.write(rawGet('/first'));
     expect((await raw.response()).headers.connection).toBe('keep-alive');
 
@@ -131,10 +129,8 @@ describe.each([
     expect(listener.state).toBe('draining');
     raw.socket.write(rawGet('/second'));
     const second = await raw.response();
-    await raw.finished();
-    raw.socket.end();
-    const report = await within(closing, 'close()');
-    await scope.closed(listener);
+    await raw.endAfterServer();
+    const report = await opened.settled(listener, closing);
 
     expect(second).toEqual({ status: 200, headers: expect.objectContaining({ connection: 'close' }), body: 'ok' });
     expect(raw.errors).toEqual([]);
@@ -143,18 +139,16 @@ describe.each([
   });
 
   test('a connection that stays idle gets a FIN after the quiet window, not a reset', async () => {
-    const server = secure ? https.createServer(drainCertificate()) : http.createServer();
+    const server = secure ? https.createServer(certificate()) : http.createServer();
     server.on('request', (_request: http.IncomingMessage, response: http.ServerResponse) => response.end('ok'));
-    const listener = scope.listener(await listen(server, { host: HOST, http: { quietWindow: 50 } }));
-    const client = scope.track(RawClient.connect(listener.address().port, secure));
+    const listener = opened.listener(await listen(server, { host: HOST, http: { quietWindow: 50 } }));
+    const client = opened.raw(listener.address().port, { secure });
     client.socket.write(rawGet());
     await client.response();
 
     const closing = listener.close({ timeout: 600_000 });
-    await client.finished();
-    client.socket.end();
-    const report = await within(closing, 'close()');
-    await scope.closed(listener);
+    await client.endAfterServer();
+    const report = await opened.settled(listener, closing);
 
     expect(client.ended).toBe(true);
     expect(client.data).toBe('');
@@ -166,18 +160,16 @@ describe.each([
 
 test('pipelined requests already read are all answered; only the last response carries Connection: close', async () => {
   const { handler, arrived, release } = holding();
-  const listener = scope.listener(await listen(http.createServer(handler), { host: HOST }));
-  const raw = scope.track(RawClient.connect(listener.address().port));
+  const listener = opened.listener(await listen(http.createServer(handler), { host: HOST }));
+  const raw = opened.raw(listener.address().port);
   raw.socket.write(rawGet('/a') + rawGet('/b') + rawGet('/c'));
   await arrived.reached(3, 'the three pipelined requests at the server');
 
   const closing = listener.close({ timeout: 600_000 });
   release();
   const responses = [await raw.response(), await raw.response(), await raw.response()];
-  await raw.finished();
-  raw.socket.end();
-  const report = await within(closing, 'close()');
-  await scope.closed(listener);
+  await raw.endAfterServer();
+  const report = await opened.settled(listener, closing);
 
   expect(responses.map((response) => [response.body, response.headers.connection])).toEqual([
     ['ok /a', 'keep-alive'],
@@ -189,7 +181,7 @@ test('pipelined requests already read are all answered; only the last response c
 });
 
 test('allowHTTP1 on an HTTP/2 server: the HTTP/1.1 connection gets Connection: close, the HTTP/2 session its GOAWAY pair', async () => {
-  const server = http2.createSecureServer({ ...drainCertificate(), allowHTTP1: true });
+  const server = http2.createSecureServer({ ...certificate(), allowHTTP1: true });
   const h2Streams = new Counter();
   const heldStreams: http2.ServerHttp2Stream[] = [];
   server.on('request', (request: http.IncomingMessage | http2.Http2ServerRequest, response) => {
@@ -200,13 +192,13 @@ test('allowHTTP1 on an HTTP/2 server: the HTTP/1.1 connection gets Connection: c
     heldStreams.push(stream);
     h2Streams.add();
   });
-  const listener = scope.listener(await listen(server, { host: HOST, http: { quietWindow: 600_000 } }));
+  const listener = opened.listener(await listen(server, { host: HOST, http: { quietWindow: 600_000 } }));
   const port = listener.address().port;
 
-  const raw = scope.track(RawClient.connect(port, true));
+  const raw = opened.raw(port, { secure: true });
   raw.socket.write(rawGet('/first'));
   expect((await raw.response()).headers.connection).toBe('keep-alive');
-  const session = scope.track(http2.connect(`https://localhost:${port}`, { host: HOST, ca: drainCertificate().cert }));
+  const session = opened.track(http2.connect(`https://localhost:${port}`, { host: HOST, ca: certificate().cert }));
   const goaways: number[] = [];
   session.on('goaway', (_code: number, lastStreamId: number) => goaways.push(lastStreamId));
   const stream = session.request({ ':path': '/' });
@@ -216,16 +208,14 @@ test('allowHTTP1 on an HTTP/2 server: the HTTP/1.1 connection gets Connection: c
   const closing = listener.close({ timeout: 600_000 });
   raw.socket.write(rawGet('/second'));
   const second = await raw.response();
-  await raw.finished();
-  raw.socket.end();
+  await raw.endAfterServer();
   await when(session, ['goaway'], () => goaways.length === 2, 'the final GOAWAY');
   for (const held of heldStreams) {
     held.respond({ ':status': 200 });
     held.end('ok');
   }
   await within(new Promise((resolve) => stream.on('close', resolve)), 'the HTTP/2 stream to finish');
-  const report = await within(closing, 'close()');
-  await scope.closed(listener);
+  const report = await opened.settled(listener, closing);
 
   expect(second.headers.connection).toBe('close');
   expect(raw.errors).toEqual([]);

@@ -10,21 +10,33 @@ import { afterEach, describe, expect, test } from 'vitest';
 import { listen, type Listener } from '../../src/index.js';
 import {
   Counter,
-  DrainScope,
+  Opened,
   HOST,
-  drainCertificate,
+  certificate,
   nextEvent,
   protocolOf,
   when,
   within,
-} from '../helpers/drain-kit.js';
-import { FRAME, H2FrameClient, type Frame } from '../helpers/h2-frames.js';
+} from '../helpers/kit.js';
+import { FRAME, H2FrameClient, type Frame, type Goaway } from '../helpers/h2-frames.js';
 
 const ANNOUNCE = 2 ** 31 - 1;
 const { NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = http2.constants;
 
-const scope = new DrainScope();
-afterEach(() => scope.dispose());
+const opened = new Opened();
+afterEach(() => opened.dispose());
+
+/** The graceful GOAWAY pair as the frame client records it: the announcement, then the last stream processed. */
+const goawayPair = (lastStreamId: number): Goaway[] => [
+  { lastStreamId: ANNOUNCE, code: NGHTTP2_NO_ERROR },
+  { lastStreamId, code: NGHTTP2_NO_ERROR },
+];
+
+/** The same pair as Node's client reports it, [code, lastStreamId] per 'goaway'. */
+const goawayEvents = (lastStreamId: number): [number, number][] => [
+  [NGHTTP2_NO_ERROR, ANNOUNCE],
+  [NGHTTP2_NO_ERROR, lastStreamId],
+];
 
 /**
  * An HTTP/2 server that holds every stream until `release()`; from then on it
@@ -32,7 +44,7 @@ afterEach(() => scope.dispose());
  */
 function heldServer(secure: boolean, options: http2.SecureServerOptions = {}) {
   const server = secure
-    ? http2.createSecureServer({ ...drainCertificate(), ...options })
+    ? http2.createSecureServer({ ...certificate(), ...options })
     : http2.createServer(options);
   const held: http2.ServerHttp2Stream[] = [];
   const arrived = new Counter();
@@ -61,14 +73,14 @@ function heldServer(secure: boolean, options: http2.SecureServerOptions = {}) {
 }
 
 async function listenOn(server: net.Server): Promise<{ listener: Listener<net.Socket>; port: number }> {
-  const listener = scope.listener(await listen(server, { host: HOST }));
+  const listener = opened.listener(await listen(server, { host: HOST }));
   return { listener, port: listener.address().port };
 }
 
 function nodeClient(port: number, secure: boolean, options: http2.ClientSessionOptions = {}) {
-  const session = scope.track(
+  const session = opened.track(
     http2.connect(`${secure ? 'https' : 'http'}://localhost:${port}`, {
-      ...(secure ? { ca: drainCertificate().cert } : {}),
+      ...(secure ? { ca: certificate().cert } : {}),
       host: HOST,
       ...options,
     } as http2.SecureClientSessionOptions),
@@ -160,13 +172,9 @@ describe.each([
     release();
 
     expect(await within(Promise.all(responses), 'the four responses')).toEqual(['ok 1', 'ok 3', 'ok 5', 'ok 7']);
-    const report = await within(closing, 'close()');
-    await scope.closed(listener);
+    const report = await opened.settled(listener, closing);
     await sessionClosed(session);
-    expect(goaways).toEqual([
-      [NGHTTP2_NO_ERROR, ANNOUNCE],
-      [NGHTTP2_NO_ERROR, 7],
-    ]);
+    expect(goaways).toEqual(goawayEvents(7));
     expect(errors).toEqual([]);
     expect(arrived.count).toBe(4);
     expect(protocolOf(report).http2).toEqual({ sessions: 1 });
@@ -178,7 +186,7 @@ describe.each([
     const { listener, port } = await listenOn(server);
     let crossing = 0;
     let late = 0;
-    const client = scope.track(
+    const client = opened.track(
       await H2FrameClient.connect(port, {
         secure,
         onFrame(frame, self) {
@@ -196,13 +204,9 @@ describe.each([
     await client.until((c) => c.goaways.length === 2, 'the final GOAWAY');
     release();
     await client.until((c) => c.closed, 'the connection to close');
-    const report = await within(closing, 'close()');
-    await scope.closed(listener);
+    const report = await opened.settled(listener, closing);
 
-    expect(client.goaways).toEqual([
-      { lastStreamId: ANNOUNCE, code: NGHTTP2_NO_ERROR },
-      { lastStreamId: 5, code: NGHTTP2_NO_ERROR },
-    ]);
+    expect(client.goaways).toEqual(goawayPair(5));
     for (const id of ids) expect(client.streams.get(id)).toEqual({ answered: true, body: `ok ${id}`, complete: true });
     // A stream that crossed the first GOAWAY is either answered or left out of
     // the final last-stream-id: the client knows it may retry it.
@@ -220,8 +224,8 @@ describe.each([
   test('the last stream done before the PING ACKs: the final GOAWAY and the FIN follow at once', async () => {
     const { server, arrived, release } = heldServer(secure);
     // A PING timeout the test would not outlive: the session must not wait for it.
-    const listener = scope.listener(await listen(server, { host: HOST, http2: { pingTimeout: 600_000 } }));
-    const client = scope.track(await H2FrameClient.connect(listener.address().port, { secure }));
+    const listener = opened.listener(await listen(server, { host: HOST, http2: { pingTimeout: 600_000 } }));
+    const client = opened.track(await H2FrameClient.connect(listener.address().port, { secure }));
     client.acknowledgePings = false;
     const id = client.request();
     await arrived.reached(1, 'the stream at the server');
@@ -230,13 +234,9 @@ describe.each([
     await client.until((c) => c.goaways.length === 1, 'the first GOAWAY');
     release();
     await client.until((c) => c.closed, 'the connection to close');
-    const report = await within(closing, 'close()');
-    await scope.closed(listener);
+    const report = await opened.settled(listener, closing);
 
-    expect(client.goaways).toEqual([
-      { lastStreamId: ANNOUNCE, code: NGHTTP2_NO_ERROR },
-      { lastStreamId: 1, code: NGHTTP2_NO_ERROR },
-    ]);
+    expect(client.goaways).toEqual(goawayPair(1));
     expect(client.streams.get(id)).toEqual({ answered: true, body: 'ok 1', complete: true });
     expect(client.ended).toBe(true);
     expect(client.errors).toEqual([]);
@@ -247,7 +247,7 @@ describe.each([
   test('a request read after close() but before the first GOAWAY is written opens a stream, and it completes', async () => {
     const { server, arrived, release, hold } = heldServer(secure);
     const { listener, port } = await listenOn(server);
-    const client = scope.track(await H2FrameClient.connect(port, { secure }));
+    const client = opened.track(await H2FrameClient.connect(port, { secure }));
     const first = client.request();
     await arrived.reached(1, 'the first stream');
     release();
@@ -267,14 +267,10 @@ describe.each([
     await client.until((c) => c.goaways.length === 2, 'the final GOAWAY');
     release();
     await client.until((c) => c.closed, 'the connection to close');
-    const report = await within(closing, 'close()');
-    await scope.closed(listener);
+    const report = await opened.settled(listener, closing);
 
     const final = client.goaways[1]!;
-    expect(client.goaways).toEqual([
-      { lastStreamId: ANNOUNCE, code: NGHTTP2_NO_ERROR },
-      { lastStreamId: final.lastStreamId, code: NGHTTP2_NO_ERROR },
-    ]);
+    expect(client.goaways).toEqual(goawayPair(final.lastStreamId));
     // Processed and answered, or left out of the final GOAWAY: never cut.
     if (final.lastStreamId >= second) {
       expect(client.streams.get(second)).toEqual({ answered: true, body: `ok ${second}`, complete: true });
@@ -298,7 +294,7 @@ describe.each([
     const { listener, port } = await listenOn(server);
     const pings: Frame[] = [];
     let crossing = 0;
-    const client = scope.track(
+    const client = opened.track(
       await H2FrameClient.connect(port, {
         secure,
         onFrame(frame, self) {
@@ -316,14 +312,10 @@ describe.each([
     await client.until((c) => c.goaways.length === 2, 'the final GOAWAY');
     release();
     await client.until((c) => c.closed, 'the connection to close');
-    const report = await within(closing, 'close()');
-    await scope.closed(listener);
+    const report = await opened.settled(listener, closing);
 
     expect(crossing).toBe(5);
-    expect(client.goaways).toEqual([
-      { lastStreamId: ANNOUNCE, code: NGHTTP2_NO_ERROR },
-      { lastStreamId: 3, code: NGHTTP2_NO_ERROR },
-    ]);
+    expect(client.goaways).toEqual(goawayPair(3));
     for (const id of ids) expect(client.streams.get(id)).toEqual({ answered: true, body: `ok ${id}`, complete: true });
     expect(client.streams.get(crossing)).toEqual({ answered: false, body: '', complete: false });
     expect(arrived.count).toBe(2);
@@ -365,8 +357,7 @@ describe.each([
       }),
       'every stream to end',
     );
-    const report = await within(closing!, 'close()');
-    await scope.closed(listener);
+    const report = await opened.settled(listener, closing!);
     await sessionClosed(session);
 
     // Not "0 refused": the batch on the wire when the first GOAWAY went out
@@ -390,16 +381,13 @@ describe.each([
     const { server, release } = heldServer(secure);
     release();
     const { listener, port } = await listenOn(server);
-    const client = scope.track(await H2FrameClient.connect(port, { secure }));
+    const client = opened.track(await H2FrameClient.connect(port, { secure }));
     const id = client.request();
     await client.until((c) => c.streams.get(id)!.complete, 'the first response');
 
-    const report = await scope.close(listener, { timeout: 20_000 });
+    const report = await opened.close(listener, { timeout: 20_000 });
     await client.until((c) => c.closed, 'the connection to close');
-    expect(client.goaways).toEqual([
-      { lastStreamId: ANNOUNCE, code: NGHTTP2_NO_ERROR },
-      { lastStreamId: 1, code: NGHTTP2_NO_ERROR },
-    ]);
+    expect(client.goaways).toEqual(goawayPair(1));
     expect(client.ended).toBe(true);
     expect(client.errors).toEqual([]);
     expect(protocolOf(report).http2).toEqual({ sessions: 1 });
@@ -416,7 +404,7 @@ describe('a session that registers after the snapshot (straggler)', () => {
   async function acceptedBeforeClose(server: net.Server, port: number): Promise<net.Socket> {
     const seen = new Counter();
     server.on('connection', () => seen.add());
-    const raw = scope.track(net.connect({ host: HOST, port }));
+    const raw = opened.track(net.connect({ host: HOST, port }));
     await nextEvent(raw, 'connect');
     await seen.reached(1, 'the server to see the connection');
     return raw;
@@ -434,7 +422,7 @@ describe('a session that registers after the snapshot (straggler)', () => {
     expect(listener.state).toBe('draining');
     const late = nodeClient(port, true, {
       createConnection: () =>
-        tls.connect({ socket: raw, ALPNProtocols: ['h2'], ca: drainCertificate().cert, servername: 'localhost' }),
+        tls.connect({ socket: raw, ALPNProtocols: ['h2'], ca: certificate().cert, servername: 'localhost' }),
     });
     const lateResponses = [get(late.session), get(late.session)];
     await when(late.session, ['goaway'], () => late.goaways.length === 2, "the straggler's final GOAWAY");
@@ -443,18 +431,11 @@ describe('a session that registers after the snapshot (straggler)', () => {
 
     expect(await within(earlyResponse, 'the early response')).toBe('ok 1');
     expect(await within(Promise.all(lateResponses), 'the late responses')).toEqual(['ok 1', 'ok 3']);
-    const report = await within(closing, 'close()');
-    await scope.closed(listener);
+    const report = await opened.settled(listener, closing);
     await sessionClosed(early.session);
     await sessionClosed(late.session);
-    expect(early.goaways).toEqual([
-      [NGHTTP2_NO_ERROR, ANNOUNCE],
-      [NGHTTP2_NO_ERROR, 1],
-    ]);
-    expect(late.goaways).toEqual([
-      [NGHTTP2_NO_ERROR, ANNOUNCE],
-      [NGHTTP2_NO_ERROR, 3],
-    ]);
+    expect(early.goaways).toEqual(goawayEvents(1));
+    expect(late.goaways).toEqual(goawayEvents(3));
     expect([...early.errors, ...late.errors]).toEqual([]);
     expect(protocolOf(report).http2).toEqual({ sessions: 2 });
     expect(report.openAtClose).toBe(2);
@@ -466,24 +447,20 @@ describe('a session that registers after the snapshot (straggler)', () => {
     release();
     // A PING timeout the test would not outlive: the session waits for its
     // first stream, not for a timer.
-    const listener = scope.listener(await listen(server, { host: HOST, http2: { pingTimeout: 600_000 } }));
+    const listener = opened.listener(await listen(server, { host: HOST, http2: { pingTimeout: 600_000 } }));
     const raw = await acceptedBeforeClose(server, listener.address().port);
 
     const closing = listener.close({ timeout: 600_000 });
-    const secure = tls.connect({ socket: raw, ALPNProtocols: ['h2'], ca: drainCertificate().cert, servername: 'localhost' });
-    const client = scope.track(await H2FrameClient.over(secure, true));
+    const secure = tls.connect({ socket: raw, ALPNProtocols: ['h2'], ca: certificate().cert, servername: 'localhost' });
+    const client = opened.track(await H2FrameClient.over(secure, true));
     await client.until((c) => c.received.includes(FRAME.SETTINGS), "the server's SETTINGS");
     expect(client.goaways).toEqual([]);
     const id = client.request();
     await client.until((c) => c.closed, 'the connection to close');
-    const report = await within(closing, 'close()');
-    await scope.closed(listener);
+    const report = await opened.settled(listener, closing);
 
     expect(client.streams.get(id)).toEqual({ answered: true, body: 'ok 1', complete: true });
-    expect(client.goaways).toEqual([
-      { lastStreamId: ANNOUNCE, code: NGHTTP2_NO_ERROR },
-      { lastStreamId: 1, code: NGHTTP2_NO_ERROR },
-    ]);
+    expect(client.goaways).toEqual(goawayPair(1));
     expect(arrived.count).toBe(1);
     expect(client.ended).toBe(true);
     expect(client.errors).toEqual([]);
@@ -496,19 +473,15 @@ describe('a session that registers after the snapshot (straggler)', () => {
     const raw = await acceptedBeforeClose(server, port);
 
     const closing = listener.close({ timeout: 20_000 });
-    const secure = tls.connect({ socket: raw, ALPNProtocols: ['h2'], ca: drainCertificate().cert, servername: 'localhost' });
-    const client = scope.track(await H2FrameClient.over(secure, true));
+    const secure = tls.connect({ socket: raw, ALPNProtocols: ['h2'], ca: certificate().cert, servername: 'localhost' });
+    const client = opened.track(await H2FrameClient.over(secure, true));
     const ids = [client.request(), client.request()];
     await client.until((c) => c.goaways.length === 2, 'the final GOAWAY');
     release();
     await client.until((c) => c.closed, 'the connection to close');
-    const report = await within(closing, 'close()');
-    await scope.closed(listener);
+    const report = await opened.settled(listener, closing);
 
-    expect(client.goaways).toEqual([
-      { lastStreamId: ANNOUNCE, code: NGHTTP2_NO_ERROR },
-      { lastStreamId: 3, code: NGHTTP2_NO_ERROR },
-    ]);
+    expect(client.goaways).toEqual(goawayPair(3));
     for (const id of ids) expect(client.streams.get(id)).toEqual({ answered: true, body: `ok ${id}`, complete: true });
     expect(arrived.count).toBe(2);
     expect(client.ended).toBe(true);

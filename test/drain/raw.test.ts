@@ -7,14 +7,14 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { afterEach, describe, expect, test } from 'vitest';
 import { listen, type Listener } from '../../src/index.js';
-import { Counter, DrainScope, HOST, RawClient, drainCertificate, protocolOf, within } from '../helpers/drain-kit.js';
+import { Counter, HOST, Opened, RawClient, certificate, protocolOf, waitFor } from '../helpers/kit.js';
 
-const scope = new DrainScope();
-afterEach(() => scope.dispose());
+const opened = new Opened();
+afterEach(() => opened.dispose());
 
-/** A bounded wait for the kernel to queue `n` connections for a paused listener (a hang bound, not a timing). */
+/** A bounded wait for the kernel to queue `n` connections for a paused listener. */
 async function queued(listener: Listener<net.Socket>, n: number): Promise<void> {
-  for (let i = 0; i < 1_000 && listener.pending().queued < n; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  await waitFor(`${n} queued`, () => listener.pending().queued >= n, { tries: 1_000, intervalMs: 10 });
   expect(listener.pending().queued).toBe(n);
 }
 
@@ -31,13 +31,13 @@ describe.each([
       socket.on('error', () => {});
       established.add();
     };
-    const server = secure ? tls.createServer(drainCertificate(), echo) : net.createServer(echo);
+    const server = secure ? tls.createServer(certificate(), echo) : net.createServer(echo);
     return { server, established };
   }
 
   /** Connects and, for TLS, completes the handshake; then one echo round trip. */
   async function connected(port: number): Promise<RawClient> {
-    const client = scope.track(RawClient.connect(port, secure));
+    const client = opened.raw(port, { secure });
     client.socket.write('hi');
     await client.until((c) => c.data === 'hi', 'the echo');
     client.data = '';
@@ -47,7 +47,7 @@ describe.each([
   test('the hook is called once per connection: those open at the drain start and a straggler accepted during it', async () => {
     const { server } = echoServer();
     const calls = new Map<net.Socket, number>();
-    const listener = scope.listener(
+    const listener = opened.listener(
       await listen(server, {
         host: HOST,
         onDrain(socket) {
@@ -61,16 +61,14 @@ describe.each([
     // The straggler: queued in the kernel while the listener is paused, so
     // the drain's sweep accepts it.
     listener.pause();
-    const straggler = scope.track(RawClient.connect(port, secure));
+    const straggler = opened.raw(port, { secure });
     await queued(listener, 1);
 
     const closing = listener.close({ timeout: 600_000 });
     for (const client of [...open, straggler]) {
-      await client.finished();
-      client.socket.end();
+      await client.endAfterServer();
     }
-    const report = await within(closing, 'close()');
-    await scope.closed(listener);
+    const report = await opened.settled(listener, closing);
 
     expect([...calls.values()]).toEqual([1, 1, 1]);
     // A TLS connection is hooked as its TLS socket (the straggler's once its
@@ -86,16 +84,14 @@ describe.each([
 
   test('without a hook a connection keeps running while draining and leaves when its client does', async () => {
     const { server } = echoServer();
-    const listener = scope.listener(await listen(server, { host: HOST }));
+    const listener = opened.listener(await listen(server, { host: HOST }));
     const client = await connected(listener.address().port);
 
     const closing = listener.close({ timeout: 600_000 });
     client.socket.write('still here');
     await client.until((c) => c.data === 'still here', 'the echo while draining');
-    client.socket.end();
-    await client.finished();
-    const report = await within(closing, 'close()');
-    await scope.closed(listener);
+    await client.endFirst();
+    const report = await opened.settled(listener, closing);
 
     expect(client.errors).toEqual([]);
     expect(protocolOf(report)).toEqual({ drainHooks: 0 });
@@ -104,14 +100,12 @@ describe.each([
 
   test('without a hook a connection is ended gently at the deadline: the client sees a FIN, not a reset', async () => {
     const { server } = echoServer();
-    const listener = scope.listener(await listen(server, { host: HOST }));
+    const listener = opened.listener(await listen(server, { host: HOST }));
     const client = await connected(listener.address().port);
 
     const closing = listener.close({ timeout: 0, forceTimeout: 600_000 });
-    await client.finished();
-    client.socket.end();
-    const report = await within(closing, 'close()');
-    await scope.closed(listener);
+    await client.endAfterServer();
+    const report = await opened.settled(listener, closing);
 
     expect(client.ended).toBe(true);
     expect(client.errors).toEqual([]);
@@ -120,11 +114,11 @@ describe.each([
 });
 
 test('tls.Server: a connection whose handshake is in progress at the drain start is hooked once, when the handshake is done', async () => {
-  const server = tls.createServer(drainCertificate(), (socket) => socket.on('error', () => {}));
+  const server = tls.createServer(certificate(), (socket) => socket.on('error', () => {}));
   const seen = new Counter();
   server.on('connection', () => seen.add());
   const calls: net.Socket[] = [];
-  const listener = scope.listener(
+  const listener = opened.listener(
     await listen(server, {
       host: HOST,
       onDrain(socket) {
@@ -134,18 +128,16 @@ test('tls.Server: a connection whose handshake is in progress at the drain start
     }),
   );
   // Accepted before the close, its ClientHello sent only after.
-  const raw = scope.track(net.connect({ host: HOST, port: listener.address().port }));
+  const raw = opened.track(net.connect({ host: HOST, port: listener.address().port }));
   await seen.reached(1, 'the server to see the connection');
 
   const closing = listener.close({ timeout: 600_000 });
   expect(calls).toHaveLength(0);
-  const client = scope.track(
-    new RawClient(tls.connect({ socket: raw, ca: drainCertificate().cert, servername: 'localhost' })),
+  const client = opened.track(
+    new RawClient(tls.connect({ socket: raw, ca: certificate().cert, servername: 'localhost' })),
   );
-  await client.finished();
-  client.socket.end();
-  const report = await within(closing, 'close()');
-  await scope.closed(listener);
+  await client.endAfterServer();
+  const report = await opened.settled(listener, closing);
 
   expect(calls).toHaveLength(1);
   expect(calls[0]).toBeInstanceOf(tls.TLSSocket);

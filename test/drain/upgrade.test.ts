@@ -7,10 +7,10 @@ import http from 'node:http';
 import type net from 'node:net';
 import { afterEach, expect, test } from 'vitest';
 import { listen } from '../../src/index.js';
-import { DrainScope, HOST, RawClient, protocolOf, rawGet, within } from '../helpers/drain-kit.js';
+import { HOST, Opened, protocolOf, rawGet, within, type RawClient } from '../helpers/kit.js';
 
-const scope = new DrainScope();
-afterEach(() => scope.dispose());
+const opened = new Opened();
+afterEach(() => opened.dispose());
 
 const UPGRADE_REQUEST = rawGet('/', 'Upgrade: test\r\nConnection: Upgrade\r\n');
 const SWITCHING = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n';
@@ -34,7 +34,7 @@ function upgrades(server: http.Server, { echo = true } = {}) {
 
 /** A raw client that sends the upgrade request and waits for the 101. */
 async function upgradedClient(port: number): Promise<RawClient> {
-  const client = scope.track(RawClient.connect(port));
+  const client = opened.raw(port);
   client.socket.write(UPGRADE_REQUEST);
   await client.until((c) => c.data.includes('\r\n\r\n'), 'the 101 response');
   expect(client.data).toBe(SWITCHING);
@@ -45,7 +45,7 @@ async function upgradedClient(port: number): Promise<RawClient> {
 test('the drain hook gets the upgraded socket exactly once when the drain starts; HTTP connections are not hooked', async () => {
   const server = http.createServer((_request, response) => response.end('ok'));
   const hooked: net.Socket[] = [];
-  const listener = scope.listener(
+  const listener = opened.listener(
     await listen(server, {
       host: HOST,
       http: { quietWindow: 50 },
@@ -59,18 +59,15 @@ test('the drain hook gets the upgraded socket exactly once when the drain starts
   const { upgraded } = upgrades(server);
   const port = listener.address().port;
   const client = await upgradedClient(port);
-  const plain = scope.track(RawClient.connect(port));
+  const plain = opened.raw(port);
   plain.socket.write(rawGet());
   await plain.response();
 
   const closing = listener.close({ timeout: 600_000 });
   expect(hooked).toEqual(upgraded);
-  await client.finished();
-  client.socket.end();
-  await plain.finished();
-  plain.socket.end();
-  const report = await within(closing, 'close()');
-  await scope.closed(listener);
+  await client.endAfterServer();
+  await plain.endAfterServer();
+  const report = await opened.settled(listener, closing);
 
   expect(hooked).toHaveLength(1);
   expect(client.data).toBe('bye');
@@ -83,12 +80,12 @@ test('the drain hook gets the upgraded socket exactly once when the drain starts
 test('a socket upgraded while draining gets the hook at once', async () => {
   const server = http.createServer();
   const hooked: net.Socket[] = [];
-  const listener = scope.listener(
+  const listener = opened.listener(
     await listen(server, { host: HOST, http: { quietWindow: 600_000 }, onDrain: (socket) => hooked.push(socket) }),
   );
   const { upgraded } = upgrades(server);
   // Connected before the close, upgraded after it.
-  const client = scope.track(RawClient.connect(listener.address().port));
+  const client = opened.raw(listener.address().port);
   await within(new Promise((resolve) => client.socket.once('connect', resolve)), 'the connection');
   const closing = listener.close({ timeout: 600_000 });
   client.socket.write(UPGRADE_REQUEST);
@@ -97,26 +94,22 @@ test('a socket upgraded while draining gets the hook at once', async () => {
   expect(hooked).toEqual(upgraded);
   expect(hooked).toHaveLength(1);
   hooked[0]!.end();
-  await client.finished();
-  client.socket.end();
-  const report = await within(closing, 'close()');
-  await scope.closed(listener);
+  await client.endAfterServer();
+  const report = await opened.settled(listener, closing);
   expect(protocolOf(report).drainHooks).toBe(1);
 });
 
 test('without a hook an upgraded socket keeps working while draining, and leaves when its client does', async () => {
   const server = http.createServer();
   upgrades(server);
-  const listener = scope.listener(await listen(server, { host: HOST }));
+  const listener = opened.listener(await listen(server, { host: HOST }));
   const client = await upgradedClient(listener.address().port);
 
   const closing = listener.close({ timeout: 600_000 });
   client.socket.write('ping');
   await client.until((c) => c.data === 'ping', 'the echo');
-  client.socket.end();
-  await client.finished();
-  const report = await within(closing, 'close()');
-  await scope.closed(listener);
+  await client.endFirst();
+  const report = await opened.settled(listener, closing);
 
   expect(client.errors).toEqual([]);
   expect(report).toMatchObject({ served: 1, ended: 0, destroyed: 0 });
@@ -126,17 +119,15 @@ test('without a hook an upgraded socket keeps working while draining, and leaves
 test('without a hook an upgraded socket is ended gently at the deadline: FIN, not a reset', async () => {
   const server = http.createServer();
   upgrades(server, { echo: false });
-  const listener = scope.listener(await listen(server, { host: HOST }));
+  const listener = opened.listener(await listen(server, { host: HOST }));
   const client = await upgradedClient(listener.address().port);
   // Unread by the server's protocol when the deadline comes: the gentle end
   // reads it away instead of closing over it (which would send RST).
   client.socket.write('x'.repeat(64 * 1024));
 
   const closing = listener.close({ timeout: 0, forceTimeout: 600_000 });
-  await client.finished();
-  client.socket.end();
-  const report = await within(closing, 'close()');
-  await scope.closed(listener);
+  await client.endAfterServer();
+  const report = await opened.settled(listener, closing);
 
   expect(client.ended).toBe(true);
   expect(client.errors).toEqual([]);
@@ -145,14 +136,13 @@ test('without a hook an upgraded socket is ended gently at the deadline: FIN, no
 
 test("a server without an 'upgrade' listener answers a request with an Upgrade header as a normal request", async () => {
   const server = http.createServer((request, response) => response.end(`normal ${request.headers.upgrade}`));
-  const listener = scope.listener(await listen(server, { host: HOST, onDrain: () => {} }));
+  const listener = opened.listener(await listen(server, { host: HOST, onDrain: () => {} }));
   const port = listener.address().port;
   const ask = async (): Promise<string> => {
-    const client = scope.track(RawClient.connect(port));
+    const client = opened.raw(port);
     client.socket.write(UPGRADE_REQUEST);
     const response = await client.response();
-    client.socket.end();
-    await client.finished();
+    await client.endFirst();
     return `${response.status} ${response.body}`;
   };
 
@@ -166,7 +156,7 @@ test("a server without an 'upgrade' listener answers a request with an Upgrade h
   expect(server.listenerCount('upgrade')).toBe(0);
   expect(await ask()).toBe('200 normal test');
 
-  const report = await scope.close(listener, { timeout: 600_000 });
+  const report = await opened.close(listener, { timeout: 600_000 });
   expect(protocolOf(report).drainHooks).toBe(0);
 });
 
@@ -175,7 +165,7 @@ test("an 'upgrade' listener added after an earlier one was removed still has its
   const first = (): void => {};
   server.on('upgrade', first);
   const hooked: net.Socket[] = [];
-  const listener = scope.listener(await listen(server, { host: HOST, onDrain: (socket) => hooked.push(socket) }));
+  const listener = opened.listener(await listen(server, { host: HOST, onDrain: (socket) => hooked.push(socket) }));
   server.off('upgrade', first);
   await Promise.resolve();
   const { upgraded } = upgrades(server);
@@ -185,9 +175,7 @@ test("an 'upgrade' listener added after an earlier one was removed still has its
   const closing = listener.close({ timeout: 600_000 });
   expect(hooked).toEqual(upgraded);
   hooked[0]?.end();
-  await client.finished();
-  client.socket.end();
-  const report = await within(closing, 'close()');
-  await scope.closed(listener);
+  await client.endAfterServer();
+  const report = await opened.settled(listener, closing);
   expect(protocolOf(report).drainHooks).toBe(1);
 });

@@ -5,7 +5,7 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
-import { HOST, drainCertificate, nextEvent, when } from './drain-kit.js';
+import { HOST, certificate, nextEvent, when } from './kit.js';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 export const FRAME = { DATA: 0, HEADERS: 1, RST_STREAM: 3, SETTINGS: 4, PING: 6, GOAWAY: 7, WINDOW_UPDATE: 8 } as const;
@@ -99,7 +99,7 @@ export class H2FrameClient extends EventEmitter {
   ): Promise<H2FrameClient> {
     const secure = options.secure ?? false;
     const socket = secure
-      ? tls.connect({ host: HOST, port, ALPNProtocols: ['h2'], ca: drainCertificate().cert, servername: 'localhost' })
+      ? tls.connect({ host: HOST, port, ALPNProtocols: ['h2'], ca: certificate().cert, servername: 'localhost' })
       : net.connect({ host: HOST, port });
     return H2FrameClient.over(socket, secure, options.onFrame);
   }

@@ -1,9 +1,11 @@
-// Load generators for test/close, each in a child process so that the
-// server's event loop can be blocked (or busy) while the clients run.
+// Load generators, each in a child process so that the server's event loop
+// can be blocked (or busy) while the clients run.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Lines } from './children.js';
+import type { Opened } from './opened.js';
 
 const here = __dirname;
 
@@ -20,18 +22,6 @@ export interface QueuedClients {
   go(): void;
   /** Every client's outcome, once all have finished (the child bounds this at 20 s). */
   readonly results: Promise<QueuedClientResult[]>;
-}
-
-function lines(child: ChildProcess, onLine: (line: string) => void): void {
-  let buffered = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    buffered += chunk;
-    let newline: number;
-    while ((newline = buffered.indexOf('\n')) >= 0) {
-      onLine(buffered.slice(0, newline));
-      buffered = buffered.slice(newline + 1);
-    }
-  });
 }
 
 /**
@@ -53,7 +43,7 @@ export function queuedClients(port: number, count: number): Promise<QueuedClient
     });
     // Only awaited by the test after go(); keep an early failure from being unhandled.
     results.catch(() => {});
-    lines(child, (line) => {
+    new Lines(child.stdout!).on('line', (line: string) => {
       if (line === 'ready') {
         resolveReady({
           child,
@@ -70,7 +60,8 @@ export function queuedClients(port: number, count: number): Promise<QueuedClient
       rejectReady(error);
       rejectResults(error);
     });
-    child.on('exit', (code, signal) => {
+    // 'close', not 'exit': by then stdout has been read to its end.
+    child.on('close', (code, signal) => {
       const error = new Error(`queued-clients exited (${code ?? signal}) without a result: ${stderr}`);
       rejectReady(error);
       rejectResults(error);
@@ -96,4 +87,63 @@ export function compileStorm(): string {
   process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
   stormBinary = binary;
   return binary;
+}
+
+/** What storm.c prints when it ends (see its header for each count). */
+export interface StormResult {
+  attempted: number;
+  established: number;
+  answered: number;
+  refused: number;
+  timedOut: number;
+  resetEstablished: number;
+  resetConnecting: number;
+  noAnswer: number;
+  stalled: number;
+  other: Record<string, number>;
+}
+
+export interface StormOptions {
+  /** Connects started per second, whatever happens to earlier ones. */
+  rate: number;
+  /** Stops starting connects after this long (or at stop()). */
+  maxMs: number;
+  /** How long connections still in flight then get to finish. */
+  graceMs: number;
+  /** A connect still connecting after this long is abandoned. */
+  connectTimeoutMs: number;
+}
+
+/**
+ * An open-loop connect storm (storm.c) against 127.0.0.1:`port`, killed at
+ * the test's end. `result` resolves once it has finished by itself; `stop()`
+ * ends it early (stdin's EOF) and resolves with the result.
+ */
+export function startStorm(
+  opened: Opened,
+  port: number,
+  { rate, maxMs, graceMs, connectTimeoutMs }: StormOptions,
+): { child: ChildProcess; result: Promise<StormResult>; stop(): Promise<StormResult> } {
+  const args = ['127.0.0.1', port, rate, maxMs, graceMs, connectTimeoutMs].map(String);
+  const child = opened.child(spawn(compileStorm(), args, { stdio: ['pipe', 'pipe', 'pipe'] }));
+  let output = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
+  const result = new Promise<StormResult>((resolve, reject) =>
+    child.on('close', (code, signal) => {
+      try {
+        resolve(JSON.parse(output) as StormResult);
+      } catch {
+        reject(new Error(`storm printed no result (${code ?? signal}): ${output}`));
+      }
+    }),
+  );
+  result.catch(() => {});
+  return {
+    child,
+    result,
+    stop: () => {
+      child.stdin!.end();
+      return result;
+    },
+  };
 }

@@ -4,7 +4,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
 import { listen } from '../../src/index.js';
-import { HOST, Opened, connections, waitFor, type RawClient } from '../helpers/loopback.js';
+import { HOST, Opened, connections, waitFor, type RawClient } from '../helpers/kit.js';
 
 const opened = new Opened();
 afterEach(() => opened.dispose());

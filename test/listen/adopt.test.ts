@@ -6,7 +6,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
 import { ListenSocket, adopt } from '../../src/index.js';
-import { HOST, Opened, connections, nodeListen, waitFor } from '../helpers/loopback.js';
+import { Opened, connections, nodeListen, waitFor } from '../helpers/kit.js';
 
 const opened = new Opened();
 afterEach(() => opened.dispose());

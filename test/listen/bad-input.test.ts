@@ -7,7 +7,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
 import { adopt, listen, type ListenOptions } from '../../src/index.js';
-import { HOST, Opened, nextEvent, nodeListen, sleep } from '../helpers/loopback.js';
+import { HOST, Opened, nextEvent, nodeListen, sleep } from '../helpers/kit.js';
 
 const opened = new Opened();
 afterEach(() => opened.dispose());

@@ -6,7 +6,7 @@
 import http from 'node:http';
 import { afterEach, describe, expect, test } from 'vitest';
 import { listen } from '../../src/index.js';
-import { HOST, Opened, nodeListen, waitFor, type RawClient } from '../helpers/loopback.js';
+import { HOST, Opened, nodeListen, waitFor, type RawClient } from '../helpers/kit.js';
 
 const opened = new Opened();
 afterEach(() => opened.dispose());

@@ -1,18 +1,12 @@
 // http2 servers fed by the listener: 'session' and 'stream' fire as after
 // server.listen(), and a secure server with allowHTTP1 still answers HTTP/1.1.
 import http2 from 'node:http2';
-import { afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { afterEach, describe, expect, test } from 'vitest';
 import { listen } from '../../src/index.js';
-import { makeCerts, type KeyPair } from '../helpers/certs.js';
-import { HOST, Opened, connections, nextEvent, request, waitFor } from '../helpers/loopback.js';
+import { HOST, Opened, certificate, connections, nextEvent, request, waitFor } from '../helpers/kit.js';
 
 const opened = new Opened();
 afterEach(() => opened.dispose());
-
-let pair: KeyPair;
-beforeAll(() => {
-  pair = makeCerts(['localhost']).get('localhost')!;
-});
 
 /** `requests` requests on one session; resolves with each ':status body'. */
 async function onOneSession(authority: string, requests: number): Promise<string[]> {
@@ -40,7 +34,7 @@ describe.each([
   test("'session' once per connection, 'stream' once per request", async () => {
     const sessions: http2.ServerHttp2Session[] = [];
     const streams: string[] = [];
-    const make = secure ? () => http2.createSecureServer(pair) : () => http2.createServer();
+    const make = secure ? () => http2.createSecureServer(certificate()) : () => http2.createServer();
     const server = make();
     server.on('session', (session: http2.ServerHttp2Session) => sessions.push(session));
     server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
@@ -66,7 +60,7 @@ describe.each([
 describe('http2.createSecureServer({ allowHTTP1: true }) fed by listen()', () => {
   test('an HTTP/1.1 client (https.get) is answered through the compat request handler', async () => {
     const versions: string[] = [];
-    const server = http2.createSecureServer({ ...pair, allowHTTP1: true }, (req, res) => {
+    const server = http2.createSecureServer({ ...certificate(), allowHTTP1: true }, (req, res) => {
       versions.push(req.httpVersion);
       res.end(`hello ${req.httpVersion}`);
     });

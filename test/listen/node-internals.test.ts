@@ -14,19 +14,19 @@ import {
   rawSocketOf,
 } from '../../src/core/node-internals.js';
 import { listen } from '../../src/index.js';
-import { drainCertificate, DrainScope, HOST, RawClient, rawGet } from '../helpers/drain-kit.js';
+import { HOST, Opened, certificate, rawGet } from '../helpers/kit.js';
 
-const scope = new DrainScope();
-afterEach(() => scope.dispose());
+const opened = new Opened();
+afterEach(() => opened.dispose());
 
 describe(`Node ${process.version}`, () => {
   test("http's connection-checking interval is found under its symbol, and stopped when the listener closes", async () => {
     const server = http.createServer((_request, response) => response.end('ok'));
-    const listener = scope.listener(await listen(server, { host: HOST }));
+    const listener = opened.listener(await listen(server, { host: HOST }));
     const interval = connectionsCheckingInterval(server);
     expect(interval).toBeDefined();
     expect((interval as unknown as { _destroyed: boolean })._destroyed).toBe(false);
-    await scope.close(listener);
+    await opened.close(listener);
     expect((interval as unknown as { _destroyed: boolean })._destroyed).toBe(true);
   });
 
@@ -48,8 +48,8 @@ describe(`Node ${process.version}`, () => {
       seen = keepsAlive(response);
       response.end('ok');
     });
-    const listener = scope.listener(await listen(server, { host: HOST }));
-    const client = scope.track(RawClient.connect(listener.address().port));
+    const listener = opened.listener(await listen(server, { host: HOST }));
+    const client = opened.raw(listener.address().port);
     client.socket.write(rawGet());
     expect((await client.response()).headers.connection).toBe('keep-alive');
     expect(seen).toBe(true);
@@ -57,15 +57,15 @@ describe(`Node ${process.version}`, () => {
   });
 
   test("a TLS server's socket keeps its raw socket as _parent", async () => {
-    const { key, cert } = drainCertificate();
+    const { key, cert } = certificate();
     let parentIsRaw = false;
     const server = https.createServer({ key, cert }, (request, response) => {
       const raw = rawSocketOf(request.socket);
       parentIsRaw = raw instanceof net.Socket && raw !== request.socket;
       response.end('ok');
     });
-    const listener = scope.listener(await listen(server, { host: HOST }));
-    const client = scope.track(RawClient.connect(listener.address().port, true));
+    const listener = opened.listener(await listen(server, { host: HOST }));
+    const client = opened.raw(listener.address().port, { secure: true });
     client.socket.write(rawGet());
     await client.response();
     expect(parentIsRaw).toBe(true);

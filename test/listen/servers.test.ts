@@ -6,18 +6,12 @@ import http2 from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
-import { afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { afterEach, describe, expect, test } from 'vitest';
 import { listen } from '../../src/index.js';
-import { makeCerts, type KeyPair } from '../helpers/certs.js';
-import { HOST, Opened, connections, nextEvent, request, waitFor } from '../helpers/loopback.js';
+import { HOST, Opened, certificate, connections, nextEvent, request, waitFor } from '../helpers/kit.js';
 
 const opened = new Opened();
 afterEach(() => opened.dispose());
-
-let pair: KeyPair;
-beforeAll(() => {
-  pair = makeCerts(['localhost']).get('localhost')!;
-});
 
 /** Reads a whole stream (until 'end') as text. */
 function readAll(stream: NodeJS.ReadableStream): Promise<string> {
@@ -70,7 +64,7 @@ const kinds: Kind[] = [
   },
   {
     name: 'tls.Server',
-    make: () => tls.createServer(pair, (socket) => socket.on('data', (data) => socket.end(`pong:${data}`))),
+    make: () => tls.createServer(certificate(), (socket) => socket.on('data', (data) => socket.end(`pong:${data}`))),
     roundTrip: (port) => streamRoundTrip(tls.connect({ port, host: HOST, rejectUnauthorized: false })),
     expected: 'pong:ping',
   },
@@ -85,7 +79,7 @@ const kinds: Kind[] = [
   },
   {
     name: 'https.Server',
-    make: () => https.createServer(pair, (_req, res) => res.end('hello https')),
+    make: () => https.createServer(certificate(), (_req, res) => res.end('hello https')),
     roundTrip: async (port) => {
       const reply = await request(port, { secure: true });
       return `${reply.status} ${reply.body}`;
@@ -100,7 +94,7 @@ const kinds: Kind[] = [
   },
   {
     name: 'http2.createSecureServer',
-    make: () => http2.createSecureServer(pair, (_req, res) => res.end('hello h2')),
+    make: () => http2.createSecureServer(certificate(), (_req, res) => res.end('hello h2')),
     roundTrip: (port) => http2RoundTrip(`https://${HOST}:${port}`),
     expected: '200 hello h2',
   },

@@ -4,7 +4,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
 import { adopt, listen } from '../../src/index.js';
-import { HOST, Opened, nextEvent, nodeListen, request, waitFor } from '../helpers/loopback.js';
+import { HOST, Opened, nextEvent, nodeListen, request, waitFor } from '../helpers/kit.js';
 
 const opened = new Opened();
 afterEach(() => opened.dispose());

@@ -7,19 +7,13 @@
 import http from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
-import { afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { afterEach, describe, expect, test } from 'vitest';
 import { listen } from '../../src/index.js';
-import { makeCerts, type KeyPair } from '../helpers/certs.js';
-import { HOST, Opened, nextEvent, nodeListen, serverFd, sleep, waitFor } from '../helpers/loopback.js';
-import { tcpOptions, type TcpOptions } from '../helpers/sockopt.js';
+import { HOST, Opened, certificate, fdOf, nextEvent, nodeListen, sleep, waitFor } from '../helpers/kit.js';
+import { tcpOptions, type TcpOptions } from '../helpers/python.js';
 
 const opened = new Opened();
 afterEach(() => opened.dispose());
-
-let pair: KeyPair;
-beforeAll(() => {
-  pair = makeCerts(['localhost']).get('localhost')!;
-});
 
 type Mode = 'server.listen()' | 'listen(server)';
 
@@ -52,7 +46,7 @@ interface Observed extends TcpOptions {
 async function observe(mode: Mode, server: net.Server): Promise<Observed> {
   const observed = new Promise<Observed>((resolve, reject) => {
     server.once('connection', (socket: net.Socket) => {
-      tcpOptions(serverFd(socket)).then(
+      tcpOptions(fdOf(socket)).then(
         (options) =>
           resolve({
             ...options,
@@ -102,7 +96,7 @@ const cases: Case[] = [
   },
   {
     name: 'tls, noDelay + keepAlive + keepAliveInitialDelay 3000',
-    make: () => tls.createServer({ ...pair, noDelay: true, keepAlive: true, keepAliveInitialDelay: 3000 }),
+    make: () => tls.createServer({ ...certificate(), noDelay: true, keepAlive: true, keepAliveInitialDelay: 3000 }),
     expected: { nodelay: 1, keepalive: 1, keepidle: 3 },
   },
 ];

@@ -4,23 +4,17 @@
 import http2 from 'node:http2';
 import https from 'node:https';
 import tls from 'node:tls';
-import { afterEach, beforeAll, describe, expect, test } from 'vitest';
+import { afterEach, describe, expect, test } from 'vitest';
 import { listen } from '../../src/index.js';
-import { makeCerts, type KeyPair } from '../helpers/certs.js';
-import { HOST, Opened, connections, nextEvent, waitFor } from '../helpers/loopback.js';
+import { selfSignedCertificate } from '../../src/testing/index.js';
+import { HOST, Opened, certificate, connections, nextEvent, waitFor } from '../helpers/kit.js';
 
 const opened = new Opened();
 afterEach(() => opened.dispose());
 
-let fallback: KeyPair;
-let alpha: KeyPair;
-let beta: KeyPair;
-beforeAll(() => {
-  const certs = makeCerts(['localhost', 'alpha.test', 'beta.test']);
-  fallback = certs.get('localhost')!;
-  alpha = certs.get('alpha.test')!;
-  beta = certs.get('beta.test')!;
-});
+const fallback = certificate();
+const alpha = selfSignedCertificate({ names: ['alpha.test', HOST] });
+const beta = selfSignedCertificate({ names: ['beta.test', HOST] });
 
 /** A TLS client: connects, and resolves with the subject CN of the certificate the server chose. */
 async function handshake(port: number, servername?: string): Promise<string> {

@@ -2,20 +2,18 @@ import fs from 'node:fs';
 import { afterEach, describe, expect, test } from 'vitest';
 import { loadBinding } from '../../src/core/native.js';
 import { ListenSocket } from '../../src/index.js';
-import { Resources, acceptExactly, readEach, sleep, waitFor } from './helpers.js';
+import { HOST, Opened, acceptExactly, readEach, sleep, waitFor } from '../helpers/kit.js';
 
-const resources = new Resources();
-afterEach(() => resources.dispose());
-
-const HOST = '127.0.0.1';
+const opened = new Opened();
+afterEach(() => opened.dispose());
 
 describe('disarmed queue and arm', () => {
   test('8 clients connect to a never-armed listener: queued, not reset, then all accepted', async () => {
     const N = 8;
-    const listener = resources.listener(await ListenSocket.open({ host: HOST }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: HOST }));
     expect(listener.armed).toBe(false);
     const { port } = listener.address();
-    const clients = Array.from({ length: N }, (_, i) => resources.connect(port, HOST, `client-${i}\n`));
+    const clients = Array.from({ length: N }, (_, i) => opened.raw(port, { greeting: `client-${i}\n` }));
 
     await waitFor('all clients connected', () => clients.every((client) => client.connected));
     await waitFor(`queued === ${N}`, () => listener.pending().queued === N);
@@ -28,13 +26,13 @@ describe('disarmed queue and arm', () => {
       expect(client.ended).toBe(false);
     }
 
-    const { fds } = await acceptExactly(listener, resources, N);
+    const { fds } = await acceptExactly(listener, opened, N);
     expect(fds).toHaveLength(N);
     expect(new Set(fds).size).toBe(N);
     expect(listener.pending().queued).toBe(0);
 
     // The fds are the clients' connections, with what each client sent.
-    const sockets = fds.map((fd) => resources.adoptFd(fd));
+    const sockets = fds.map((fd) => opened.adoptFd(fd));
     const greetings = await readEach(sockets, 'client-0\n'.length);
     expect(greetings.sort()).toEqual(Array.from({ length: N }, (_, i) => `client-${i}\n`).sort());
     for (const client of clients) {
@@ -44,22 +42,22 @@ describe('disarmed queue and arm', () => {
   });
 
   test('disarm after arm keeps the socket listening: new clients queue until armed again', async () => {
-    const listener = resources.listener(await ListenSocket.open({ host: HOST }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: HOST }));
     const { port } = listener.address();
     const delivered: number[] = [];
-    listener.arm((fds) => delivered.push(...fds.map((fd) => resources.fd(fd))));
+    listener.arm((fds) => delivered.push(...fds.map((fd) => opened.fd(fd))));
     expect(listener.armed).toBe(true);
-    resources.connect(port, HOST);
+    opened.raw(port);
     await waitFor('first connection accepted', () => delivered.length === 1);
 
     listener.disarm();
     expect(listener.armed).toBe(false);
-    const later = Array.from({ length: 3 }, () => resources.connect(port, HOST));
+    const later = Array.from({ length: 3 }, () => opened.raw(port));
     await waitFor('later clients connected', () => later.every((client) => client.connected));
     await waitFor('queued === 3', () => listener.pending().queued === 3);
     expect(delivered).toHaveLength(1);
 
-    const { fds } = await acceptExactly(listener, resources, 3);
+    const { fds } = await acceptExactly(listener, opened, 3);
     expect(fds).toHaveLength(3);
     expect(delivered).toHaveLength(1);
     expect(listener.pending().queued).toBe(0);
@@ -67,14 +65,14 @@ describe('disarmed queue and arm', () => {
   });
 
   test('arming again replaces the callback', async () => {
-    const listener = resources.listener(await ListenSocket.open({ host: HOST }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: HOST }));
     const { port } = listener.address();
     const first: number[] = [];
     const second: number[] = [];
-    listener.arm((fds) => first.push(...fds.map((fd) => resources.fd(fd))));
-    listener.arm((fds) => second.push(...fds.map((fd) => resources.fd(fd))));
-    resources.connect(port, HOST);
-    resources.connect(port, HOST);
+    listener.arm((fds) => first.push(...fds.map((fd) => opened.fd(fd))));
+    listener.arm((fds) => second.push(...fds.map((fd) => opened.fd(fd))));
+    opened.raw(port);
+    opened.raw(port);
     await waitFor('two connections accepted', () => second.length === 2);
     expect(first).toEqual([]);
   });
@@ -82,15 +80,15 @@ describe('disarmed queue and arm', () => {
   test('200 queued clients arrive in batches of at most acceptBatch fds per callback', async () => {
     const N = 200;
     const { acceptBatch } = loadBinding();
-    const listener = resources.listener(await ListenSocket.open({ host: HOST, backlog: 511 }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: HOST, backlog: 511 }));
     // The queue holds min(backlog, somaxconn) + 1; past that, SYNs are dropped
     // and retried, which would only slow this test down.
     expect(listener.pending().backlog).toBeGreaterThanOrEqual(N);
     const { port } = listener.address();
-    const clients = Array.from({ length: N }, () => resources.connect(port, HOST));
+    const clients = Array.from({ length: N }, () => opened.raw(port));
     await waitFor(`queued === ${N}`, () => listener.pending().queued === N, { tries: 250 });
 
-    const { fds, batches } = await acceptExactly(listener, resources, N);
+    const { fds, batches } = await acceptExactly(listener, opened, N);
     expect(fds).toHaveLength(N);
     expect(new Set(fds).size).toBe(N);
     expect(batches.length).toBeLessThan(N);
@@ -102,7 +100,7 @@ describe('disarmed queue and arm', () => {
 
     for (const fd of fds) {
       fs.closeSync(fd);
-      resources.release(fd);
+      opened.release(fd);
     }
     await waitFor('clients saw the close', () => clients.every((client) => client.ended));
     expect(clients.flatMap((client) => client.errors)).toEqual([]);

@@ -3,18 +3,17 @@
 // with every other process that holds the socket. So the fd is checked first:
 // one that adopt() refuses keeps its flags.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { ListenSocket } from '../../src/index.js';
-import { O_NONBLOCK, Resources, fdFlags, requireDist, run, verdict } from './helpers.js';
+import { O_NONBLOCK, Opened, fdFlags, requireDist, run, verdict } from '../helpers/kit.js';
 
-const resources = new Resources();
-afterEach(() => resources.dispose());
+const opened = new Opened();
+afterEach(() => opened.dispose());
 
 function adoptRefused(fd: number): string {
   try {
-    resources.listener(ListenSocket.adopt(fd));
+    opened.listenSocket(ListenSocket.adopt(fd));
   } catch (error) {
     expect(error).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
     return (error as Error).message;
@@ -74,7 +73,7 @@ async function adoptShared(kind: 'bound' | 'listening'): Promise<Shared> {
 
 describe('adopt() checks the fd before it sets O_NONBLOCK', () => {
   test('a regular file opened blocking keeps its flags', () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gl-adopt-'));
+    const dir = opened.tempDir('gl-adopt-');
     const file = path.join(dir, 'file');
     fs.writeFileSync(file, 'x');
     const fd = fs.openSync(file, 'r');
@@ -85,7 +84,6 @@ describe('adopt() checks the fd before it sets O_NONBLOCK', () => {
       expect(fdFlags(fd)).toBe(before);
     } finally {
       fs.closeSync(fd);
-      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 

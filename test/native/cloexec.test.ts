@@ -1,11 +1,10 @@
-import fs from 'node:fs';
 import net from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
 import { ListenSocket } from '../../src/index.js';
-import { O_NONBLOCK, Resources, acceptExactly, fdFlags, fdTarget, run, verdict, waitFor } from './helpers.js';
+import { O_CLOEXEC, O_NONBLOCK, Opened, acceptExactly, fdFlags, fdTarget, run, verdict, waitFor } from '../helpers/kit.js';
 
-const resources = new Resources();
-afterEach(() => resources.dispose());
+const opened = new Opened();
+afterEach(() => opened.dispose());
 
 // Prints every fd the child process has, with what it points to.
 const LIST_FDS = `
@@ -17,8 +16,6 @@ for (const entry of fs.readdirSync('/proc/self/fd')) {
 console.log(JSON.stringify(Object.values(fds)));
 `;
 
-const O_CLOEXEC = 0o2000000;
-
 async function childFds(stdio: (number | 'pipe' | 'ignore')[] = ['ignore', 'pipe', 'pipe']): Promise<string[]> {
   const result = await run(process.execPath, ['-e', LIST_FDS], { stdio });
   expect(result.code).toBe(0);
@@ -27,14 +24,14 @@ async function childFds(stdio: (number | 'pipe' | 'ignore')[] = ['ignore', 'pipe
 
 describe('CLOEXEC', () => {
   test('a child spawned while a listener, an adopted duplicate and an accepted fd are open inherits none of them', async () => {
-    const listener = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
     const { port } = listener.address();
     const server = net.createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     try {
-      const adopted = resources.listener(ListenSocket.adopt(server));
-      const client = resources.connect(port, '127.0.0.1');
-      const { fds } = await acceptExactly(listener, resources, 1);
+      const adopted = opened.listenSocket(ListenSocket.adopt(server));
+      const client = opened.raw(port);
+      const { fds } = await acceptExactly(listener, opened, 1);
       await waitFor('client connected', () => client.connected);
       const accepted = fds[0]!;
 

@@ -4,7 +4,7 @@
 // child whose stdin (fd 0) is a socket, with GC forced, so a handle that
 // wrapped fd 0 and was closed or finalized would show.
 import { describe, expect, test } from 'vitest';
-import { repoRoot, run, verdict } from './helpers.js';
+import { repoRoot, run, verdict } from '../helpers/kit.js';
 
 const FORGE = `
 const fs = require('node:fs');

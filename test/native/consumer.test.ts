@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { repoRoot, requireDist, run, verdict } from './helpers.js';
+import { repoRoot, requireDist, run, verdict } from '../helpers/kit.js';
 
 let consumer: string;
 

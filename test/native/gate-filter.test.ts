@@ -4,14 +4,14 @@
 // (eBPF) or a locked one makes gate(true) throw and change nothing; and a
 // connection accepted while gated does not keep the gate for its whole life.
 // Filters are attached and read back by socket_filter.py on the same socket.
-import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { ListenSocket } from '../../src/index.js';
-import { Resources, acceptExactly, run, sleep, waitFor } from './helpers.js';
+import { Opened, acceptExactly, run, sleep, waitFor } from '../helpers/kit.js';
+import { heldHandshake } from '../helpers/python.js';
 
-const resources = new Resources();
-afterEach(() => resources.dispose());
+const opened = new Opened();
+afterEach(() => opened.dispose());
 
 type Instruction = [code: number, jt: number, jf: number, k: number];
 interface FilterState {
@@ -45,7 +45,7 @@ const GATE_ALONE: Instruction[] = [...GATE_PREFIX, [0x06, 0, 0, 0xffffffff]];
 const GATE_IN_FRONT_OF_USER: Instruction[] = [...GATE_PREFIX, [0x00, 0, 0, 0], ...USER];
 
 async function connects(port: number): Promise<void> {
-  const client = resources.connect(port, '127.0.0.1');
+  const client = opened.raw(port);
   await waitFor('client connected', () => client.connected);
   expect(client.errors).toEqual([]);
 }
@@ -61,13 +61,13 @@ function caught(call: () => unknown): unknown {
 
 describe('SYN gate and a filter the socket already has', () => {
   test('a classic filter runs behind the gate and is restored by gate(false)', async () => {
-    const listener = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
     const { port } = listener.address();
     expect(await socketFilter(listener.fd, 'attach', JSON.stringify(USER))).toEqual({ ok: true });
 
     listener.gate(true);
     expect(await socketFilter(listener.fd, 'read')).toEqual({ program: GATE_IN_FRONT_OF_USER });
-    const gated = resources.connect(port, '127.0.0.1');
+    const gated = opened.raw(port);
     await sleep(300);
     expect(gated.socket.connecting).toBe(true);
     listener.gate(true);
@@ -81,7 +81,7 @@ describe('SYN gate and a filter the socket already has', () => {
   });
 
   test('without a filter, gate(false) leaves none', async () => {
-    const listener = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
     listener.gate(true);
     expect(await socketFilter(listener.fd, 'read')).toEqual({ program: GATE_ALONE });
     listener.gate(false);
@@ -89,14 +89,14 @@ describe('SYN gate and a filter the socket already has', () => {
   });
 
   test('gate(false) on a socket that was never gated leaves its filter alone', async () => {
-    const listener = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
     expect(await socketFilter(listener.fd, 'attach', JSON.stringify(USER))).toEqual({ ok: true });
     listener.gate(false);
     expect(await socketFilter(listener.fd, 'read')).toEqual({ program: USER });
   });
 
   test('an eBPF filter cannot be read back: gate(true) throws EACCES and leaves it attached', async () => {
-    const listener = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
     const { port } = listener.address();
     const attached = await socketFilter(listener.fd, 'attach-ebpf');
     // Loading eBPF needs CAP_BPF where kernel.unprivileged_bpf_disabled is set.
@@ -115,7 +115,7 @@ describe('SYN gate and a filter the socket already has', () => {
     ['no filter', undefined],
     ['a classic filter', USER],
   ])('SO_LOCK_FILTER with %s: gate(true) throws EPERM and the socket is unchanged', async (_name, user) => {
-    const listener = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
     const { port } = listener.address();
     if (user !== undefined) expect(await socketFilter(listener.fd, 'attach', JSON.stringify(user))).toEqual({ ok: true });
     expect(await socketFilter(listener.fd, 'lock')).toEqual({ ok: true });
@@ -130,65 +130,33 @@ describe('SYN gate and a filter the socket already has', () => {
   });
 });
 
-// A client whose socket filter drops everything it receives until a line on
-// stdin: its SYN is answered (SYN_RECV on the listener), but the handshake
-// completes only after the release, on the listener's next SYN-ACK
-// retransmit. Released once the gate is on, the connection's socket is
-// created while the listener carries the gate, and inherits it.
-const HELD_CLIENT = `
-import ctypes, select, socket, struct, sys
-drop = ctypes.create_string_buffer(struct.pack('HBBI', 0x06, 0, 0, 0))
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.setsockopt(socket.SOL_SOCKET, 26, struct.pack('HL', 1, ctypes.addressof(drop)))
-s.setblocking(False)
-s.connect_ex(('127.0.0.1', int(sys.argv[1])))
-print('ready', flush=True)
-sys.stdin.readline()
-s.setsockopt(socket.SOL_SOCKET, 27, struct.pack('i', 0))
-select.select([], [s], [], 15)
-print('connected' if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 else 'failed', flush=True)
-sys.stdin.read()
-`;
-
-function heldClient(port: number): { ready: Promise<void>; release: () => void; output: () => string } {
-  const child = resources.child(spawn('python3', ['-c', HELD_CLIENT, String(port)], { stdio: ['pipe', 'pipe', 'pipe'] }));
-  let stdout = '';
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const ready = new Promise<void>((resolve, reject) => {
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
-      if (stdout.includes('ready')) resolve();
-    });
-    child.on('exit', (code) => reject(new Error(`python3 exited with ${code}: ${stderr}`)));
-  });
-  return { ready, release: () => child.stdin.write('go\n'), output: () => stdout };
-}
-
+// A client whose handshake is held in SYN_RECV until the test lets it go: its
+// handshake completes only on the listener's next SYN-ACK retransmit.
+// Released once the gate is on, the connection's socket is created while the
+// listener carries the gate, and inherits it.
 describe('connections accepted while gated', () => {
   test.each([
     ['no filter', undefined, []],
     ['a classic filter', USER, USER],
   ] as const)('with %s on the listener, get its filter back, not the gate', async (_name, user, expected) => {
-    const listener = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
     const { port } = listener.address();
     if (user !== undefined) expect(await socketFilter(listener.fd, 'attach', JSON.stringify(user))).toEqual({ ok: true });
-    const client = heldClient(port);
-    await client.ready;
+    const client = await heldHandshake(opened, port);
     await waitFor('the handshake in SYN_RECV', () => listener.pending({ handshakes: true }).handshaking === 1, {
       tries: 50,
       intervalMs: 100,
     });
 
     listener.gate(true);
-    client.release();
+    client.go();
     await waitFor('the held handshake completed into the queue', () => listener.pending().queued === 1, {
       tries: 200,
       intervalMs: 50,
     });
-    const { fds } = await acceptExactly(listener, resources, 1);
+    const { fds } = await acceptExactly(listener, opened, 1);
     expect(await socketFilter(fds[0]!, 'read')).toEqual({ program: expected });
-    await waitFor('the client connected', () => client.output().includes('connected'));
+    expect(await client.result).toMatchObject({ connected: true });
 
     listener.gate(false);
     expect(await socketFilter(listener.fd, 'read')).toEqual({ program: user ?? [] });

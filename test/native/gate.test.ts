@@ -1,20 +1,20 @@
 import { afterEach, describe, expect, test } from 'vitest';
 import { ListenSocket } from '../../src/index.js';
-import { Resources, acceptExactly, readEach, sleep, waitFor } from './helpers.js';
+import { Opened, acceptExactly, readEach, sleep, waitFor } from '../helpers/kit.js';
 
-const resources = new Resources();
-afterEach(() => resources.dispose());
+const opened = new Opened();
+afterEach(() => opened.dispose());
 
 describe.each(['127.0.0.1', '::1'] as const)('SYN gate on %s', (host) => {
   test('a gated client stays connecting without an error; queued ones are still accepted; ungating lets it in', async () => {
-    const listener = resources.listener(await ListenSocket.open({ host }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host }));
     const { port } = listener.address();
-    const queued = Array.from({ length: 3 }, (_, i) => resources.connect(port, host, `queued-${i}\n`));
+    const queued = Array.from({ length: 3 }, (_, i) => opened.raw(port, { host, greeting: `queued-${i}\n` }));
     await waitFor('queued clients connected', () => queued.every((client) => client.connected));
     await waitFor('queued === 3', () => listener.pending().queued === 3);
 
     listener.gate(true);
-    const gated = resources.connect(port, host);
+    const gated = opened.raw(port, { host });
     // Past the client's first SYN retransmission (1 s): every SYN is dropped
     // silently, so the client neither connects nor sees a reset.
     await sleep(1200);
@@ -24,9 +24,9 @@ describe.each(['127.0.0.1', '::1'] as const)('SYN gate on %s', (host) => {
     expect(gated.closed).toBe(false);
     expect(listener.pending({ handshakes: true })).toMatchObject({ queued: 3, handshaking: 0 });
 
-    const { fds } = await acceptExactly(listener, resources, 3);
+    const { fds } = await acceptExactly(listener, opened, 3);
     const greetings = await readEach(
-      fds.map((fd) => resources.adoptFd(fd)),
+      fds.map((fd) => opened.adoptFd(fd)),
       'queued-0\n'.length,
     );
     expect(greetings.sort()).toEqual(['queued-0\n', 'queued-1\n', 'queued-2\n']);
@@ -35,7 +35,7 @@ describe.each(['127.0.0.1', '::1'] as const)('SYN gate on %s', (host) => {
     expect(gated.errors).toEqual([]);
 
     listener.gate(false);
-    const fresh = resources.connect(port, host);
+    const fresh = opened.raw(port, { host });
     await waitFor('a new client connects once the gate is off', () => fresh.connected);
     // The gated client was never reset: its next SYN retransmission (3 s after
     // its first SYN) gets through.
@@ -48,11 +48,11 @@ describe.each(['127.0.0.1', '::1'] as const)('SYN gate on %s', (host) => {
   });
 
   test('a gated client that is destroyed while connecting leaves nothing queued', async () => {
-    const listener = resources.listener(await ListenSocket.open({ host }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host }));
     const { port } = listener.address();
     listener.gate(true);
     listener.gate(true);
-    const gated = resources.connect(port, host);
+    const gated = opened.raw(port, { host });
     await sleep(300);
     expect(gated.socket.connecting).toBe(true);
     expect(listener.pending({ handshakes: true })).toMatchObject({ queued: 0, handshaking: 0 });
@@ -64,7 +64,7 @@ describe.each(['127.0.0.1', '::1'] as const)('SYN gate on %s', (host) => {
     // Ungating twice (no filter attached the second time) is not an error.
     listener.gate(false);
     listener.gate(false);
-    const fresh = resources.connect(port, host);
+    const fresh = opened.raw(port, { host });
     await waitFor('client connected', () => fresh.connected);
     expect(fresh.errors).toEqual([]);
   });

@@ -1,51 +1,14 @@
-import { spawn } from 'node:child_process';
 import { afterEach, describe, expect, test } from 'vitest';
 import { ListenSocket, type HandshakeRequest } from '../../src/index.js';
-import { Resources, acceptExactly, sleep, waitFor } from './helpers.js';
+import { Opened, acceptExactly, sleep, waitFor } from '../helpers/kit.js';
+import { heldHandshake } from '../helpers/python.js';
 
-const resources = new Resources();
-afterEach(() => resources.dispose());
-
-// A client whose socket filter (SO_ATTACH_FILTER = 26, classic BPF `ret #0`)
-// drops every packet it receives, the SYN-ACK included: the client stays in
-// SYN_SENT retransmitting its SYN, and the listener keeps the handshake in
-// SYN_RECV. sock_fprog is { unsigned short len; struct sock_filter *filter }.
-const HOLD_HANDSHAKE = `
-import ctypes, socket, struct, sys
-family = socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET
-code = ctypes.create_string_buffer(struct.pack('HBBI', 0x06, 0, 0, 0))
-program = struct.pack('HL', 1, ctypes.addressof(code))
-s = socket.socket(family, socket.SOCK_STREAM)
-s.setsockopt(socket.SOL_SOCKET, 26, program)
-s.setblocking(False)
-s.connect_ex((sys.argv[1], int(sys.argv[2])))
-print('ready', s.getsockname()[1], flush=True)
-sys.stdin.read()
-`;
-
-/**
- * Starts a client whose handshake never completes; resolves once its SYN is
- * sent, with the client's port and a function that ends the client.
- */
-function holdHandshake(host: string, port: number): Promise<{ clientPort: number; release: () => void }> {
-  const child = resources.child(spawn('python3', ['-c', HOLD_HANDSHAKE, host, String(port)], { stdio: ['pipe', 'pipe', 'pipe'] }));
-  let stderr = '';
-  let stdout = '';
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  return new Promise((resolve, reject) => {
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
-      const ready = /ready (\d+)\n/.exec(stdout);
-      if (ready !== null) resolve({ clientPort: Number(ready[1]), release: () => child.stdin.end() });
-    });
-    child.on('error', reject);
-    child.on('exit', (code) => reject(new Error(`python3 exited with ${code}: ${stderr}`)));
-  });
-}
+const opened = new Opened();
+afterEach(() => opened.dispose());
 
 describe('handshakes in progress', () => {
   test('handshaking is 0 on an idle listener, and pending() leaves it out unless asked', async () => {
-    const listener = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
     expect(listener.pending()).toEqual({ queued: 0, backlog: 511 });
     expect(listener.pending()).not.toHaveProperty('handshaking');
     expect(listener.pending({})).not.toHaveProperty('handshaking');
@@ -54,13 +17,13 @@ describe('handshakes in progress', () => {
   });
 
   test('completed connections are queued, not handshaking', async () => {
-    const listener = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
     const { port } = listener.address();
-    const client = resources.connect(port, '127.0.0.1');
+    const client = opened.raw(port);
     await waitFor('client connected', () => client.connected);
     await waitFor('queued === 1', () => listener.pending().queued === 1);
     expect(listener.pending({ handshakes: true })).toMatchObject({ queued: 1, handshaking: 0 });
-    await acceptExactly(listener, resources, 1);
+    await acceptExactly(listener, opened, 1);
   });
 
   const CASES = [
@@ -75,9 +38,9 @@ describe('handshakes in progress', () => {
   const endpoint = (address: string, port: number): string => (address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`);
 
   test.each(CASES)('a handshake held in SYN_RECV is counted (%s)', async (_name, host, clientHost = host) => {
-    const listener = resources.listener(await ListenSocket.open({ host }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host }));
     const { port } = listener.address();
-    const { release } = await holdHandshake(clientHost, port);
+    const held = await heldHandshake(opened, port, { host: clientHost });
 
     let handshaking = 0;
     await waitFor(
@@ -90,16 +53,16 @@ describe('handshakes in progress', () => {
     );
     expect(handshaking).toBe(1);
     expect(listener.pending().queued).toBe(0);
-    release();
+    held.end();
   });
 
   test.each(CASES)(
     'handshakeRequests(): its key, SYN-ACK retransmits growing, its timer counting down (%s)',
     async (_name, host, clientHost = host) => {
-      const listener = resources.listener(await ListenSocket.open({ host }));
+      const listener = opened.listenSocket(await ListenSocket.open({ host }));
       const { port } = listener.address();
       expect(listener.handshakeRequests()).toEqual([]);
-      const { clientPort, release } = await holdHandshake(clientHost, port);
+      const { clientPort, end } = await heldHandshake(opened, port, { host: clientHost });
       // A request has its listener's family: an IPv4 client of an IPv6
       // listener shows with v4-mapped addresses. On loopback the client
       // connects from the address it connects to.
@@ -133,7 +96,7 @@ describe('handshakes in progress', () => {
         }
       }
       expect(countedDown).toBe(true);
-      release();
+      end();
     },
   );
 
@@ -144,12 +107,12 @@ describe('handshakes in progress', () => {
   // of them, and nothing here says which. A listener on another port is told
   // apart.
   test.each(CASES)('SO_REUSEPORT siblings both see a request only one of them owns (%s)', async (_name, host, clientHost = host) => {
-    const listener = resources.listener(await ListenSocket.open({ host, reusePort: true }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host, reusePort: true }));
     const { port } = listener.address();
-    const sibling = resources.listener(await ListenSocket.open({ host, port, reusePort: true }));
-    const elsewhere = resources.listener(await ListenSocket.open({ host }));
+    const sibling = opened.listenSocket(await ListenSocket.open({ host, port, reusePort: true }));
+    const elsewhere = opened.listenSocket(await ListenSocket.open({ host }));
     expect(sibling.address().port).toBe(port);
-    const { release } = await holdHandshake(clientHost, port);
+    const held = await heldHandshake(opened, port, { host: clientHost });
 
     await waitFor('the request', () => listener.handshakeRequests().length === 1, { tries: 50, intervalMs: 100 });
     const [request] = listener.handshakeRequests();
@@ -158,18 +121,18 @@ describe('handshakes in progress', () => {
     expect(sibling.pending({ handshakes: true })).toMatchObject({ queued: 0, handshaking: 1 });
     expect(elsewhere.handshakeRequests()).toEqual([]);
     expect(elsewhere.pending({ handshakes: true }).handshaking).toBe(0);
-    release();
+    held.end();
   });
 
   test("an IPv6-only listener does not count the requests of an IPv4 listener on the same port", async () => {
-    const v4 = resources.listener(await ListenSocket.open({ host: '0.0.0.0' }));
+    const v4 = opened.listenSocket(await ListenSocket.open({ host: '0.0.0.0' }));
     const { port } = v4.address();
-    const v6 = resources.listener(await ListenSocket.open({ host: '::', port, ipv6Only: true }));
-    const { release } = await holdHandshake('127.0.0.1', port);
+    const v6 = opened.listenSocket(await ListenSocket.open({ host: '::', port, ipv6Only: true }));
+    const held = await heldHandshake(opened, port);
     await waitFor('the request', () => v4.handshakeRequests().length === 1, { tries: 50, intervalMs: 100 });
     expect(v4.pending({ handshakes: true }).handshaking).toBe(1);
     expect(v6.pending({ handshakes: true }).handshaking).toBe(0);
     expect(v6.handshakeRequests()).toEqual([]);
-    release();
+    held.end();
   });
 });

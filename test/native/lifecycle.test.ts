@@ -1,15 +1,14 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, test } from 'vitest';
 import { loadBinding } from '../../src/core/native.js';
 import { ListenSocket, ListenerError } from '../../src/index.js';
-import { Resources, acceptExactly, fdTarget, hasTarget, requireDist, run, verdict, waitFor } from './helpers.js';
+import { Lines, Opened, acceptExactly, anyFdPointsTo, fdTarget, openFds, requireDist, run, verdict, waitFor } from '../helpers/kit.js';
 
-const resources = new Resources();
-afterEach(() => resources.dispose());
+const opened = new Opened();
+afterEach(() => opened.dispose());
 
 /** Opens files until the kernel hands out `fd` again (it picks the lowest free number). */
 function reuseFdNumber(fd: number, file: string): number {
@@ -28,7 +27,7 @@ function reuseFdNumber(fd: number, file: string): number {
 
 describe('close', () => {
   test('a second close() is harmless, and a closed listener refuses every operation with ERR_LISTENER_CLOSED', async () => {
-    const listener = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
     const { port } = listener.address();
     listener.arm(() => {});
     listener.close();
@@ -55,16 +54,11 @@ describe('close', () => {
       expect(caught).toBeInstanceOf(ListenerError);
       expect(caught).toMatchObject({ code: 'ERR_LISTENER_CLOSED' });
     }
-    const refused = await new Promise<string | undefined>((resolve) => {
-      const socket = resources.socket(net.connect(port, '127.0.0.1'));
-      socket.once('connect', () => resolve('connected'));
-      socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code));
-    });
-    expect(refused).toBe('ECONNREFUSED');
+    expect(await opened.connectOutcome(port)).toBe('ECONNREFUSED');
   });
 
   test('an fd number reused after close is not closed again by a second close (ListenSocket or native handle)', async () => {
-    const listener = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
     const handle = loadBinding().open(4, '127.0.0.1', 0, 16, false, false);
     const listenerFd = listener.fd;
     const handleFd = handle.fd;
@@ -95,21 +89,21 @@ describe('close', () => {
   });
 
   test('close() from inside the accept callback stops delivery and frees the fd', async () => {
-    const listener = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
     const { port } = listener.address();
     const target = fdTarget(listener.fd)!;
     const batches: number[][] = [];
-    const clients = Array.from({ length: 3 }, () => resources.connect(port, '127.0.0.1'));
+    const clients = Array.from({ length: 3 }, () => opened.raw(port));
     await waitFor('clients connected', () => clients.every((client) => client.connected));
     await waitFor('queued === 3', () => listener.pending().queued === 3);
     listener.arm((fds) => {
-      batches.push(fds.map((fd) => resources.fd(fd)));
+      batches.push(fds.map((fd) => opened.fd(fd)));
       listener.close();
     });
     await waitFor('one batch', () => batches.length === 1);
     expect(batches[0]).toHaveLength(3);
     expect(listener.closed).toBe(true);
-    expect(hasTarget(target)).toBe(false);
+    expect(anyFdPointsTo(target)).toBe(false);
     expect(clients.flatMap((client) => client.errors)).toEqual([]);
   });
 });
@@ -293,15 +287,13 @@ const { ListenSocket } = require(workerData.dist);
   test.each(['idle', 'exit', 'terminate'] as const)(
     'a worker that opens a listener and ends (%s) without closing it leaves no fd behind',
     async (mode) => {
-      const before = new Set(
-        [...fs.readdirSync('/proc/self/fd')].map((entry) => fdTarget(Number(entry))).filter((t) => t !== undefined),
-      );
+      const before = new Set(openFds().values());
       const { link, accepted, exitCode } = await runWorker(mode);
       expect(link).toMatch(/^socket:\[\d+\]$/);
       expect(before.has(link)).toBe(false);
       if (mode !== 'idle') expect(accepted).toBe(1);
       expect(exitCode).toBe(mode === 'terminate' ? 1 : 0);
-      expect(hasTarget(link)).toBe(false);
+      expect(anyFdPointsTo(link)).toBe(false);
     },
   );
 });
@@ -340,24 +332,21 @@ const { ListenSocket } = require(process.argv[1]);
 `;
 
   test('EMFILE disarms, emits error, backs off and re-arms; the queued clients are then accepted', async () => {
-    const child = resources.child(
+    const child = opened.child(
       spawn('sh', ['-c', 'ulimit -n 64 && exec "$0" -e "$1" "$2"', process.execPath, EMFILE_SCRIPT, requireDist()], {
         stdio: ['pipe', 'pipe', 'pipe'],
       }),
     );
-    let stdout = '';
+    const stdout = new Lines(child.stdout);
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
     child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-    await waitFor('the child listening', () => stdout.includes('\n'), { tries: 500 });
-    const { port } = JSON.parse(stdout.split('\n')[0]!) as { port: number };
-    const clients = Array.from({ length: 3 }, () => resources.connect(port, '127.0.0.1'));
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const { port } = JSON.parse(await stdout.next('the child listening')) as { port: number };
+    const clients = Array.from({ length: 3 }, () => opened.raw(port));
     await waitFor('clients connected', () => clients.every((client) => client.connected));
     child.stdin.write('go\n');
     const code = await exited;
-    const lines = stdout.trim().split('\n');
-    const result = JSON.parse(lines[lines.length - 1]!) as {
+    const result = JSON.parse(stdout.items.at(-1)!) as {
       queued: number;
       errors: { code: string; syscall: string; errno: number }[];
       accepted: number;
@@ -377,10 +366,10 @@ const { ListenSocket } = require(process.argv[1]);
 
 describe('accepted fds', () => {
   test('are owned by the callback: wrapping one in net.Socket carries data both ways', async () => {
-    const listener = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
-    const client = resources.connect(listener.address().port, '127.0.0.1', 'ping');
-    const { fds } = await acceptExactly(listener, resources, 1);
-    const server = resources.adoptFd(fds[0]!);
+    const listener = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
+    const client = opened.raw(listener.address().port, { greeting: 'ping' });
+    const { fds } = await acceptExactly(listener, opened, 1);
+    const server = opened.adoptFd(fds[0]!);
     const received = await new Promise<string>((resolve) => server.once('data', (chunk) => resolve(String(chunk))));
     expect(received).toBe('ping');
     const reply = new Promise<string>((resolve) => client.socket.once('data', (chunk) => resolve(String(chunk))));

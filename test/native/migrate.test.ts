@@ -5,7 +5,7 @@
 // network namespace of its own (unshare --net): the host's stays as it is.
 import fs from 'node:fs';
 import { describe, expect, test } from 'vitest';
-import { requireDist, run, verdict } from './helpers.js';
+import { requireDist, run, verdict } from '../helpers/kit.js';
 
 const SYSCTL = '/proc/sys/net/ipv4/tcp_migrate_req';
 const hostSetting = fs.existsSync(SYSCTL) ? fs.readFileSync(SYSCTL, 'utf8').trim() : '';

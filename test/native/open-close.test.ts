@@ -2,29 +2,17 @@ import net from 'node:net';
 import os from 'node:os';
 import { afterEach, describe, expect, test } from 'vitest';
 import { ListenSocket } from '../../src/index.js';
-import { Resources, acceptExactly, fdTarget, waitFor } from './helpers.js';
+import { Opened, acceptExactly, fdTarget, waitFor } from '../helpers/kit.js';
 
-const resources = new Resources();
-afterEach(() => resources.dispose());
-
-/** Resolves with the connect outcome: 'connected' or the error code. */
-function tryConnect(port: number, host: string): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = resources.socket(net.connect({ port, host }));
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve('connected');
-    });
-    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? 'error'));
-  });
-}
+const opened = new Opened();
+afterEach(() => opened.dispose());
 
 describe('open and close', () => {
   test.each([
     ['127.0.0.1', 'IPv4'],
     ['::1', 'IPv6'],
   ] as const)('on %s: port 0 gives an ephemeral port, close releases it', async (host, family) => {
-    const listener = resources.listener(await ListenSocket.open({ host, port: 0 }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host, port: 0 }));
     const address = listener.address();
     expect(address).toEqual({ address: host, family, port: expect.any(Number) });
     expect(address.port).toBeGreaterThan(0);
@@ -32,61 +20,61 @@ describe('open and close', () => {
     const fd = listener.fd;
     expect(fdTarget(fd)).toMatch(/^socket:\[\d+\]$/);
     expect(listener.closed).toBe(false);
-    expect(await tryConnect(address.port, host)).toBe('connected');
+    expect(await opened.connectOutcome(address.port, host)).toBe('connected');
 
     listener.close();
     expect(listener.closed).toBe(true);
     expect(listener.fd).toBe(-1);
-    expect(await tryConnect(address.port, host)).toBe('ECONNREFUSED');
+    expect(await opened.connectOutcome(address.port, host)).toBe('ECONNREFUSED');
   });
 
   test('an explicit port binds that port again after close (SO_REUSEADDR)', async () => {
-    const first = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
+    const first = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
     const { port } = first.address();
     // A connection that lived on the port leaves a TIME_WAIT behind.
-    const client = resources.connect(port, '127.0.0.1');
-    const { fds } = await acceptExactly(first, resources, 1);
+    const client = opened.raw(port);
+    const { fds } = await acceptExactly(first, opened, 1);
     await waitFor('client connected', () => client.connected);
-    resources.adoptFd(fds[0]!).destroy();
+    opened.adoptFd(fds[0]!).destroy();
     await waitFor('client closed', () => client.closed);
     first.close();
 
-    const second = resources.listener(await ListenSocket.open({ host: '127.0.0.1', port }));
+    const second = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1', port }));
     expect(second.address().port).toBe(port);
   });
 
   test('the default host is dual-stack "::", and ipv6Only refuses IPv4 clients', async () => {
-    const dual = resources.listener(await ListenSocket.open());
+    const dual = opened.listenSocket(await ListenSocket.open());
     expect(dual.address()).toMatchObject({ address: '::', family: 'IPv6' });
-    expect(await tryConnect(dual.address().port, '127.0.0.1')).toBe('connected');
+    expect(await opened.connectOutcome(dual.address().port, '127.0.0.1')).toBe('connected');
 
-    const v6only = resources.listener(await ListenSocket.open({ host: '::', ipv6Only: true }));
-    expect(await tryConnect(v6only.address().port, '::1')).toBe('connected');
-    expect(await tryConnect(v6only.address().port, '127.0.0.1')).toBe('ECONNREFUSED');
+    const v6only = opened.listenSocket(await ListenSocket.open({ host: '::', ipv6Only: true }));
+    expect(await opened.connectOutcome(v6only.address().port, '::1')).toBe('connected');
+    expect(await opened.connectOutcome(v6only.address().port, '127.0.0.1')).toBe('ECONNREFUSED');
   });
 
   test('family 4 with no host binds 0.0.0.0', async () => {
-    const listener = resources.listener(await ListenSocket.open({ family: 4 }));
+    const listener = opened.listenSocket(await ListenSocket.open({ family: 4 }));
     expect(listener.address()).toMatchObject({ address: '0.0.0.0', family: 'IPv4' });
   });
 
   test('a host name is resolved in TypeScript (dns.lookup)', async () => {
-    const listener = resources.listener(await ListenSocket.open({ host: 'localhost', family: 4 }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: 'localhost', family: 4 }));
     expect(listener.address()).toMatchObject({ address: '127.0.0.1', family: 'IPv4' });
   });
 
   test('the requested backlog is the queue cap the kernel reports', async () => {
-    const listener = resources.listener(await ListenSocket.open({ host: '127.0.0.1', backlog: 7 }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1', backlog: 7 }));
     expect(listener.backlog).toBe(7);
     expect(listener.pending()).toEqual({ queued: 0, backlog: 7 });
   });
 
   test.each(['127.0.0.1', '::1'] as const)('EADDRINUSE on %s carries code, errno, syscall, address and port', async (host) => {
-    const first = resources.listener(await ListenSocket.open({ host }));
+    const first = opened.listenSocket(await ListenSocket.open({ host }));
     const { port } = first.address();
     const error = await ListenSocket.open({ host, port }).then(
       (unexpected) => {
-        resources.listener(unexpected);
+        opened.listenSocket(unexpected);
         throw new Error('the second open succeeded');
       },
       (caught: unknown) => caught,
@@ -123,16 +111,16 @@ describe('open and close', () => {
   });
 
   test('two reusePort listeners share a port and together accept every client', async () => {
-    const first = resources.listener(await ListenSocket.open({ host: '127.0.0.1', reusePort: true }));
+    const first = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1', reusePort: true }));
     const { port } = first.address();
-    const second = resources.listener(await ListenSocket.open({ host: '127.0.0.1', port, reusePort: true }));
+    const second = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1', port, reusePort: true }));
     expect(second.address().port).toBe(port);
     await expect(ListenSocket.open({ host: '127.0.0.1', port })).rejects.toMatchObject({ code: 'EADDRINUSE' });
 
-    const clients = Array.from({ length: 16 }, () => resources.connect(port, '127.0.0.1'));
+    const clients = Array.from({ length: 16 }, () => opened.raw(port));
     const delivered: number[] = [];
     for (const listener of [first, second]) {
-      listener.arm((fds) => delivered.push(...fds.map((fd) => resources.fd(fd))));
+      listener.arm((fds) => delivered.push(...fds.map((fd) => opened.fd(fd))));
     }
     await waitFor('16 connections over both listeners', () => delivered.length === 16);
     await waitFor('clients connected', () => clients.every((client) => client.connected));
@@ -149,19 +137,19 @@ describe('open and close', () => {
         requested = probe.address().port;
         probe.close();
       }
-      const listener = resources.listener(await ListenSocket.open({ host: '127.0.0.1', port: requested }));
+      const listener = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1', port: requested }));
       const { port } = listener.address();
       const target = fdTarget(listener.fd);
       listener.shutdown();
       expect(fdTarget(listener.fd)).toBe(target);
-      expect(await tryConnect(port, '127.0.0.1')).toBe('ECONNREFUSED');
+      expect(await opened.connectOutcome(port)).toBe('ECONNREFUSED');
 
       // The kernel unbinds a port it picked itself when shutdown() moves the
       // socket to CLOSE; listen() binds it again rather than take a new one.
       listener.listen();
       expect(listener.address()).toEqual({ address: '127.0.0.1', family: 'IPv4', port });
-      const client = resources.connect(port, '127.0.0.1');
-      const { fds } = await acceptExactly(listener, resources, 1);
+      const client = opened.raw(port);
+      const { fds } = await acceptExactly(listener, opened, 1);
       expect(fds).toHaveLength(1);
       await waitFor('client connected', () => client.connected);
       expect(client.errors).toEqual([]);
@@ -169,10 +157,10 @@ describe('open and close', () => {
   );
 
   test('listen() after shutdown() fails with EADDRINUSE if the freed ephemeral port was taken meanwhile', async () => {
-    const listener = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
     const { port } = listener.address();
     listener.shutdown();
-    const taker = resources.listener(await ListenSocket.open({ host: '127.0.0.1', port }));
+    const taker = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1', port }));
     expect(taker.address().port).toBe(port);
     let caught: unknown;
     try {

@@ -6,26 +6,24 @@ import net from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
 import { ListenSocket } from '../../src/index.js';
 import { loadBinding } from '../../src/core/native.js';
-import { Resources, sleep, waitFor, type Client } from './helpers.js';
+import { HOST, Opened, sleep, waitFor, type RawClient } from '../helpers/kit.js';
 
 const binding = loadBinding();
-const resources = new Resources();
-afterEach(() => resources.dispose());
-
-const HOST = '127.0.0.1';
+const opened = new Opened();
+afterEach(() => opened.dispose());
 
 async function group(size: number): Promise<{ members: ListenSocket[]; port: number }> {
-  const first = resources.listener(await ListenSocket.open({ host: HOST, reusePort: true }));
+  const first = opened.listenSocket(await ListenSocket.open({ host: HOST, reusePort: true }));
   const { port } = first.address();
   const members = [first];
-  while (members.length < size) members.push(resources.listener(await ListenSocket.open({ host: HOST, port, reusePort: true })));
+  while (members.length < size) members.push(opened.listenSocket(await ListenSocket.open({ host: HOST, port, reusePort: true })));
   return { members, port };
 }
 
 /** Connects `count` clients and waits until the group's queues hold them all. */
-async function queueClients(members: ListenSocket[], port: number, count: number): Promise<Client[]> {
+async function queueClients(members: ListenSocket[], port: number, count: number): Promise<RawClient[]> {
   const before = members.reduce((sum, member) => sum + member.pending().queued, 0);
-  const clients = Array.from({ length: count }, () => resources.connect(port, HOST));
+  const clients = Array.from({ length: count }, () => opened.raw(port));
   await waitFor(`${count} connections queued`, () => members.reduce((sum, member) => sum + member.pending().queued, 0) === before + count);
   expect(clients.flatMap((client) => client.errors)).toEqual([]);
   return clients;
@@ -69,7 +67,7 @@ describe('reusePortMembers()', () => {
     expect(members.map((member) => member.reusePortSiblings())).toEqual([1, 1]);
     members[1]!.close();
     expect(members[0]!.reusePortSiblings()).toBe(0);
-    const plain = resources.listener(await ListenSocket.open({ host: HOST }));
+    const plain = opened.listenSocket(await ListenSocket.open({ host: HOST }));
     expect(plain.reusePortSiblings()).toBe(0);
   });
 });
@@ -77,16 +75,16 @@ describe('reusePortMembers()', () => {
 describe('inspect() reads SO_REUSEPORT', () => {
   test('set on a member, clear on a plain listener and a Node server; adopt() keeps what it read', async () => {
     const { members } = await group(1);
-    const plain = resources.listener(await ListenSocket.open({ host: HOST }));
+    const plain = opened.listenSocket(await ListenSocket.open({ host: HOST }));
     expect(binding.inspect(members[0]!.fd)).toMatchObject({ listening: true, reusePort: true });
     expect(binding.inspect(plain.fd)).toMatchObject({ listening: true, reusePort: false });
-    expect(resources.listener(ListenSocket.adopt(members[0]!.fd)).reusePort).toBe(true);
-    expect(resources.listener(ListenSocket.adopt(plain.fd)).reusePort).toBe(false);
+    expect(opened.listenSocket(ListenSocket.adopt(members[0]!.fd)).reusePort).toBe(true);
+    expect(opened.listenSocket(ListenSocket.adopt(plain.fd)).reusePort).toBe(false);
 
     const server = net.createServer();
     await new Promise<void>((resolve) => server.listen(0, HOST, resolve));
     try {
-      const adopted = resources.listener(ListenSocket.adopt(server));
+      const adopted = opened.listenSocket(ListenSocket.adopt(server));
       expect(adopted.reusePort).toBe(false);
     } finally {
       await new Promise((resolve) => server.close(resolve));
@@ -122,7 +120,7 @@ describe('steer()', () => {
   });
 
   test('without SO_REUSEPORT there is no group to steer: EINVAL', async () => {
-    const plain = resources.listener(await ListenSocket.open({ host: HOST }));
+    const plain = opened.listenSocket(await ListenSocket.open({ host: HOST }));
     expect(() => plain.steer(0)).toThrow(expect.objectContaining({ code: 'EINVAL', syscall: 'setsockopt' }));
   });
 });
@@ -137,7 +135,7 @@ describe('restart within a SO_REUSEPORT group', () => {
     const serve = (which: 'old' | 'new', fds: number[]): void => {
       for (const fd of fds) {
         served[which]++;
-        const socket = resources.adoptFd(fd);
+        const socket = opened.adoptFd(fd);
         socket.on('error', () => {});
         socket.once('data', () => socket.end('y'));
       }
@@ -147,7 +145,7 @@ describe('restart within a SO_REUSEPORT group', () => {
     const echo = (): void => {
       results.push(
         new Promise((resolve) => {
-          const socket = resources.socket(net.connect({ port, host: HOST }));
+          const socket = opened.track(net.connect({ port, host: HOST }));
           let reply = '';
           socket.on('connect', () => socket.write('x'));
           socket.on('data', (chunk) => (reply += chunk.toString()));
@@ -156,7 +154,7 @@ describe('restart within a SO_REUSEPORT group', () => {
         }),
       );
     };
-    const old = resources.listener(await ListenSocket.open({ host: HOST, reusePort: true }));
+    const old = opened.listenSocket(await ListenSocket.open({ host: HOST, reusePort: true }));
     port = old.address().port;
     let bursting = true;
     const burst = (async () => {
@@ -166,7 +164,7 @@ describe('restart within a SO_REUSEPORT group', () => {
       }
     })();
     await waitFor('connections queued on the old member', () => old.pending().queued >= 8);
-    const fresh = resources.listener(await ListenSocket.open({ host: HOST, port, reusePort: true }));
+    const fresh = opened.listenSocket(await ListenSocket.open({ host: HOST, port, reusePort: true }));
     fresh.arm((fds) => serve('new', fds));
     await sleep(20);
 

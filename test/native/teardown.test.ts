@@ -8,16 +8,15 @@
 // reporting an fd number libuv no longer watches (or that names another fd).
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, test } from 'vitest';
 import { ListenSocket } from '../../src/index.js';
 import { loadBinding } from '../../src/core/native.js';
-import { Resources, acceptExactly, fdTarget, openFds, requireDist, run, verdict, waitFor } from './helpers.js';
+import { Opened, acceptExactly, fdTarget, openFds, requireDist, run, verdict, waitFor } from '../helpers/kit.js';
 
-const resources = new Resources();
-afterEach(() => resources.dispose());
+const opened = new Opened();
+afterEach(() => opened.dispose());
 
 /** Registrations of the socket `link` ("socket:[inode]") in this process's epoll sets, as "epfd:tfd". */
 function epollRegistrations(link: string): string[] {
@@ -49,10 +48,10 @@ describe('closing an armed handle whose socket stays open elsewhere', () => {
     const original = loadBinding().open(4, '127.0.0.1', 0, 16, false, false);
     try {
       const link = fdTarget(original.fd)!;
-      const adopted = resources.listener(ListenSocket.adopt(original.fd));
+      const adopted = opened.listenSocket(ListenSocket.adopt(original.fd));
       const adoptedFd = adopted.fd;
-      const client = resources.connect(adopted.address().port, '127.0.0.1');
-      await acceptExactly(adopted, resources, 1);
+      const client = opened.raw(adopted.address().port);
+      await acceptExactly(adopted, opened, 1);
       await waitFor('client connected', () => client.connected);
       expect(epollRegistrations(link).map((entry) => entry.split(':')[1])).toContain(String(adoptedFd));
 
@@ -111,24 +110,20 @@ const { ListenSocket } = require(process.argv[1]);
 `;
 
   test.skipIf(!hasStrace)('a terminated worker stops polling its armed listener before closing the fd', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gl-strace-'));
+    const dir = opened.tempDir('gl-strace-');
     const trace = path.join(dir, 'trace');
-    try {
-      const result = await run('strace', ['-f', '-qq', '-e', 'trace=close,epoll_ctl', '-o', trace, process.execPath, '-e', TERMINATE, requireDist()], {
-        killAfterMs: 30_000,
-      });
-      expect(result.code, result.stderr).toBe(0);
-      const { fd, code } = verdict<{ fd: number; code: number }>(result);
-      expect(code).toBe(1);
-      expect(fd).toBeGreaterThan(2);
-      const lines = fs.readFileSync(trace, 'utf8').split('\n');
-      const dels = lines.filter((line) => new RegExp(`epoll_ctl\\(\\d+, EPOLL_CTL_DEL, ${fd},`).test(line));
-      expect(dels.some((line) => / = 0$/.test(line))).toBe(true);
-      expect(dels.filter((line) => line.includes('EBADF'))).toEqual([]);
-      expect(lines.some((line) => new RegExp(`close\\(${fd}\\)\\s+= 0$`).test(line))).toBe(true);
-    } finally {
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
+    const result = await run('strace', ['-f', '-qq', '-e', 'trace=close,epoll_ctl', '-o', trace, process.execPath, '-e', TERMINATE, requireDist()], {
+      killAfterMs: 30_000,
+    });
+    expect(result.code, result.stderr).toBe(0);
+    const { fd, code } = verdict<{ fd: number; code: number }>(result);
+    expect(code).toBe(1);
+    expect(fd).toBeGreaterThan(2);
+    const lines = fs.readFileSync(trace, 'utf8').split('\n');
+    const dels = lines.filter((line) => new RegExp(`epoll_ctl\\(\\d+, EPOLL_CTL_DEL, ${fd},`).test(line));
+    expect(dels.some((line) => / = 0$/.test(line))).toBe(true);
+    expect(dels.filter((line) => line.includes('EBADF'))).toEqual([]);
+    expect(lines.some((line) => new RegExp(`close\\(${fd}\\)\\s+= 0$`).test(line))).toBe(true);
   });
 });
 
@@ -148,7 +143,7 @@ parentPort.postMessage({ ready: true });
 `;
 
   test('a terminated worker with an armed, adopted listener closes its fd; the socket lives on', async () => {
-    const original = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
+    const original = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
     const link = fdTarget(original.fd)!;
     const { port } = original.address();
     const worker = new Worker(WORKER, { eval: true, workerData: { dist: requireDist(), fd: original.fd } });
@@ -158,7 +153,7 @@ parentPort.postMessage({ ready: true });
     });
     let workerFd: number | undefined;
     worker.on('message', (message: { ready?: boolean; fd?: number }) => {
-      if (message.ready === true) resources.connect(port, '127.0.0.1');
+      if (message.ready === true) opened.raw(port);
       if (message.fd !== undefined && workerFd === undefined) {
         workerFd = message.fd;
         void worker.terminate();
@@ -170,8 +165,8 @@ parentPort.postMessage({ ready: true });
     expect(epollRegistrations(link)).toEqual([]);
 
     // The main thread's copy still listens and accepts.
-    const client = resources.connect(port, '127.0.0.1');
-    await acceptExactly(original, resources, 1);
+    const client = opened.raw(port);
+    await acceptExactly(original, opened, 1);
     await waitFor('client connected', () => client.connected);
     expect(client.errors).toEqual([]);
   });

@@ -5,29 +5,20 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { ListenSocket } from '../../src/index.js';
 import { loadBinding, type NativeSystemError } from '../../src/core/native.js';
 import { socketFd } from '../../src/core/node-internals.js';
-import { O_NONBLOCK, Resources, acceptExactly, fdFlags, fdTarget, openFds, run, waitFor } from './helpers.js';
+import { O_CLOEXEC, O_NONBLOCK, Opened, acceptExactly, fdFlags, fdTarget, openFds, run, waitFor } from '../helpers/kit.js';
 
 const binding = loadBinding();
-const resources = new Resources();
-const O_CLOEXEC = 0o2000000;
+const opened = new Opened();
+afterEach(() => opened.dispose());
 
 let dir: string;
-const servers: net.Server[] = [];
-
 beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gl-unix-'));
-});
-
-afterEach(async () => {
-  resources.dispose();
-  await Promise.all(servers.splice(0).map((server) => new Promise((resolve) => server.close(resolve))));
-  fs.rmSync(dir, { recursive: true, force: true });
+  dir = opened.tempDir('gl-unix-');
 });
 
 /** What `call` threw. */
@@ -44,10 +35,9 @@ function thrown(call: () => unknown): NativeSystemError {
 async function connectedPair(): Promise<{ client: number; server: number; serverSocket: net.Socket }> {
   const socketPath = path.join(dir, 'control');
   const accepted: net.Socket[] = [];
-  const server = net.createServer({ pauseOnConnect: true }, (socket) => accepted.push(resources.socket(socket)));
-  servers.push(server);
+  const server = opened.server(net.createServer({ pauseOnConnect: true }, (socket) => accepted.push(opened.track(socket))));
   await new Promise<void>((resolve) => server.listen(socketPath, resolve));
-  const client = resources.fd(binding.unixConnect(socketPath, 5000));
+  const client = opened.fd(binding.unixConnect(socketPath, 5000));
   await waitFor('the server side of the connection', () => accepted.length === 1);
   const serverSocket = accepted[0]!;
   return { client, server: socketFd(serverSocket)!, serverSocket };
@@ -71,7 +61,7 @@ held = []
 while True:
     held.append(s.accept()[0])
 `;
-  const child = resources.child(spawn('python3', ['-c', script, socketPath], { stdio: ['pipe', 'pipe', 'inherit'] }));
+  const child = opened.child(spawn('python3', ['-c', script, socketPath], { stdio: ['pipe', 'pipe', 'inherit'] }));
   await new Promise<void>((resolve, reject) => {
     child.stdout!.setEncoding('utf8').on('data', (text: string) => {
       if (text.includes('listening')) resolve();
@@ -131,7 +121,7 @@ describe('unixConnect', () => {
     for (let i = 0; i < 8 && error === undefined; i++) {
       const before = openFds();
       try {
-        connected.push(resources.fd(binding.unixConnect(socketPath, 100)));
+        connected.push(opened.fd(binding.unixConnect(socketPath, 100)));
       } catch (caught) {
         error = caught as NativeSystemError;
         expect(openFds()).toEqual(before);
@@ -141,7 +131,7 @@ describe('unixConnect', () => {
     expect(error).toMatchObject({ code: 'ETIMEDOUT', syscall: 'connect' });
 
     acceptor.stdin!.write('accept now\n');
-    const fd = resources.fd(binding.unixConnect(socketPath, 10_000));
+    const fd = opened.fd(binding.unixConnect(socketPath, 10_000));
     expect(binding.peerCredentials(fd).pid).toBe(acceptor.pid);
     expect(fdFlags(fd) & O_NONBLOCK).toBe(O_NONBLOCK);
   });
@@ -150,12 +140,12 @@ describe('unixConnect', () => {
 describe('sendWithFds and receiveWithFds', () => {
   test('a listening TCP socket passed over: a new CLOEXEC fd for the same socket, which adopt() can accept on', async () => {
     const { client, server } = await connectedPair();
-    const original = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
+    const original = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
     const { port } = original.address();
 
     binding.sendWithFds(client, Buffer.from('{"offer":1}\n'), [original.fd]);
     const received = binding.receiveWithFds(server, 5000, 1024);
-    for (const fd of received.fds) resources.fd(fd);
+    for (const fd of received.fds) opened.fd(fd);
 
     expect(received.data.toString()).toBe('{"offer":1}\n');
     expect(received.eof).toBe(false);
@@ -165,9 +155,9 @@ describe('sendWithFds and receiveWithFds', () => {
     expect(fdTarget(fd)).toBe(fdTarget(original.fd));
     expect(fdFlags(fd) & O_CLOEXEC).toBe(O_CLOEXEC);
 
-    const adopted = resources.listener(ListenSocket.adopt(fd));
-    const client1 = resources.connect(port, '127.0.0.1');
-    const { fds } = await acceptExactly(adopted, resources, 1);
+    const adopted = opened.listenSocket(ListenSocket.adopt(fd));
+    const client1 = opened.raw(port);
+    const { fds } = await acceptExactly(adopted, opened, 1);
     expect(fds).toHaveLength(1);
     await waitFor('client connected', () => client1.connected);
     expect(client1.errors).toEqual([]);
@@ -175,15 +165,15 @@ describe('sendWithFds and receiveWithFds', () => {
 
   test('several fds arrive in the order sent; data split over messages is gathered up to the newline', async () => {
     const { client, server } = await connectedPair();
-    const first = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
-    const second = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
+    const first = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
+    const second = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
 
     // A message with fds ends a recvmsg: three reads are needed here.
     binding.sendWithFds(server, Buffer.from('ab'), [first.fd, second.fd]);
     binding.sendWithFds(server, Buffer.from('c'), [second.fd]);
     binding.sendWithFds(server, Buffer.from('d\nafter'), []);
     const received = binding.receiveWithFds(client, 5000, 1024);
-    for (const fd of received.fds) resources.fd(fd);
+    for (const fd of received.fds) opened.fd(fd);
 
     expect(received.data.toString()).toMatch(/^abcd\n/);
     expect(received.fds.map((fd) => fdTarget(fd))).toEqual([first.fd, second.fd, second.fd].map((fd) => fdTarget(fd)));
@@ -212,7 +202,7 @@ describe('sendWithFds and receiveWithFds', () => {
 
   test('fds received before a timeout are closed, none leaked', async () => {
     const { client, server } = await connectedPair();
-    const listener = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
     // No newline: the receive waits for more and times out holding two fds.
     binding.sendWithFds(server, Buffer.from('no newline'), [listener.fd, listener.fd]);
     const before = openFds();
@@ -222,7 +212,7 @@ describe('sendWithFds and receiveWithFds', () => {
 
   test('more fds in one message than a receive takes (64): EMSGSIZE, none leaked', async () => {
     const { client, server } = await connectedPair();
-    const listener = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
     binding.sendWithFds(server, Buffer.from('many\n'), Array.from({ length: 70 }, () => listener.fd));
     const before = openFds();
     expect(thrown(() => binding.receiveWithFds(client, 1000, 1024))).toMatchObject({ code: 'EMSGSIZE', syscall: 'recvmsg' });

@@ -1,14 +1,13 @@
 import dgram from 'node:dgram';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { ListenSocket, ListenerError } from '../../src/index.js';
-import { Resources, acceptExactly, fdTarget, openFds, waitFor } from './helpers.js';
+import { Opened, acceptExactly, fdOf, fdTarget, openFds, waitFor } from '../helpers/kit.js';
 
-const resources = new Resources();
-afterEach(() => resources.dispose());
+const opened = new Opened();
+afterEach(() => opened.dispose());
 
 type Expected = { type: typeof TypeError | typeof RangeError; code: string };
 const TYPE: Expected = { type: TypeError, code: 'ERR_INVALID_ARG_TYPE' };
@@ -18,7 +17,7 @@ const RANGE: Expected = { type: RangeError, code: 'ERR_OUT_OF_RANGE' };
 async function openError(options: unknown): Promise<unknown> {
   return ListenSocket.open(options as never).then(
     (unexpected) => {
-      resources.listener(unexpected);
+      opened.listenSocket(unexpected);
       throw new Error(`open(${JSON.stringify(options)}) succeeded`);
     },
     (error: unknown) => error,
@@ -30,7 +29,7 @@ function adoptError(source: unknown): unknown {
   const before = openFds();
   let caught: unknown;
   try {
-    resources.listener(ListenSocket.adopt(source as never));
+    opened.listenSocket(ListenSocket.adopt(source as never));
   } catch (error) {
     caught = error;
   }
@@ -121,7 +120,7 @@ describe('pending(), gate() and arm() check their arguments', () => {
     ['gate()', (listener) => listener.gate(undefined as never), TYPE],
     ["arm('x')", (listener) => listener.arm('x' as never), TYPE],
   ])('%s', async (_name, call, expected) => {
-    const listener = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
+    const listener = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
     let caught: unknown;
     try {
       call(listener);
@@ -191,11 +190,11 @@ describe('adopt() refuses what is not a listening TCP socket, and never leaks an
   });
 
   test('a connected, not listening, TCP socket (both ends)', async () => {
-    const listener = resources.listener(await ListenSocket.open({ host: '127.0.0.1' }));
-    const client = resources.connect(listener.address().port, '127.0.0.1');
-    const { fds } = await acceptExactly(listener, resources, 1);
+    const listener = opened.listenSocket(await ListenSocket.open({ host: '127.0.0.1' }));
+    const client = opened.raw(listener.address().port);
+    const { fds } = await acceptExactly(listener, opened, 1);
     await waitFor('client connected', () => client.connected);
-    const clientFd = (client.socket as unknown as { _handle: { fd: number } })._handle.fd;
+    const clientFd = fdOf(client.socket);
     for (const fd of [clientFd, fds[0]!]) {
       const target = fdTarget(fd);
       const error = adoptError(fd);
@@ -208,7 +207,7 @@ describe('adopt() refuses what is not a listening TCP socket, and never leaks an
   });
 
   test('a listening Unix socket server, and a net.Server that is not listening', async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gl-unix-'));
+    const dir = opened.tempDir('gl-unix-');
     const server = net.createServer();
     await listen(server, path.join(dir, 'socket'));
     try {
@@ -217,7 +216,6 @@ describe('adopt() refuses what is not a listening TCP socket, and never leaks an
       expect((error as Error).message).toContain('must be a TCP socket');
     } finally {
       await closeServer(server);
-      fs.rmSync(dir, { recursive: true, force: true });
     }
     const idle = net.createServer();
     const error = adoptError(idle);
@@ -232,15 +230,15 @@ describe('adopt() of a listening socket', () => {
     await listen(server, 0, '127.0.0.1');
     try {
       const { port } = server.address() as net.AddressInfo;
-      const adopted = resources.listener(ListenSocket.adopt(server));
+      const adopted = opened.listenSocket(ListenSocket.adopt(server));
       expect(adopted.address()).toEqual({ address: '127.0.0.1', family: 'IPv4', port });
-      expect(adopted.fd).not.toBe((server as unknown as { _handle: { fd: number } })._handle.fd);
-      expect(fdTarget(adopted.fd)).toBe(fdTarget((server as unknown as { _handle: { fd: number } })._handle.fd));
+      expect(adopted.fd).not.toBe(fdOf(server));
+      expect(fdTarget(adopted.fd)).toBe(fdTarget(fdOf(server)));
       expect(adopted.backlog).toBe(adopted.pending().backlog);
       adopted.close();
 
       const greeting = await new Promise<string>((resolve, reject) => {
-        const socket = resources.socket(net.connect(port, '127.0.0.1'));
+        const socket = opened.track(net.connect(port, '127.0.0.1'));
         let text = '';
         socket.on('data', (chunk) => (text += chunk));
         socket.on('end', () => resolve(text));
@@ -256,16 +254,16 @@ describe('adopt() of a listening socket', () => {
     const server = net.createServer();
     await listen(server, 0, '::1');
     const { port } = server.address() as net.AddressInfo;
-    const adopted = resources.listener(
-      ListenSocket.adopt((server as unknown as { _handle: { fd: number } })._handle.fd),
+    const adopted = opened.listenSocket(
+      ListenSocket.adopt(fdOf(server)),
     );
     expect(adopted.address()).toEqual({ address: '::1', family: 'IPv6', port });
     await closeServer(server);
 
-    const clients = Array.from({ length: 4 }, () => resources.connect(port, '::1'));
+    const clients = Array.from({ length: 4 }, () => opened.raw(port, { host: '::1' }));
     await waitFor('clients connected', () => clients.every((client) => client.connected));
     await waitFor('queued === 4', () => adopted.pending().queued === 4);
-    const { fds } = await acceptExactly(adopted, resources, 4);
+    const { fds } = await acceptExactly(adopted, opened, 4);
     expect(fds).toHaveLength(4);
     expect(clients.flatMap((client) => client.errors)).toEqual([]);
   });

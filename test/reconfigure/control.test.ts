@@ -7,30 +7,22 @@
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
-import { listen, type ServerListener } from '../../src/index.js';
-import { waitFor } from '../helpers/close-fixtures.js';
-import { distEntry, requireDist } from '../native/helpers.js';
+import { listen } from '../../src/index.js';
+import { Lines, Opened, distEntry, request, requireDist, waitFor } from '../helpers/kit.js';
 
 const PEER = path.join(__dirname, '..', 'helpers', 'handover-peer.mjs');
 const distDir = path.dirname(distEntry);
 
+const opened = new Opened();
+afterEach(() => opened.dispose());
+
 let dir: string;
 let control: string;
-const listeners: ServerListener[] = [];
-const children: ReturnType<typeof spawn>[] = [];
-
 beforeEach(() => {
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gl-control-'));
+  dir = opened.tempDir('gl-control-');
   control = path.join(dir, 'control.sock');
-});
-afterEach(async () => {
-  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  for (const listener of listeners.splice(0)) if (listener.state !== 'closed') await listener.destroy();
-  fs.rmSync(dir, { recursive: true, force: true });
 });
 
 interface Step {
@@ -43,33 +35,13 @@ function peer(behaviour: string, asUser?: string) {
   requireDist();
   const command = asUser === undefined ? process.execPath : 'setpriv';
   const args = asUser === undefined ? [PEER, distDir, control, behaviour] : ['--reuid', asUser, '--regid', asUser, '--clear-groups', process.execPath, PEER, distDir, control, behaviour];
-  const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-  children.push(child);
-  const steps: Step[] = [];
-  let buffered = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-    buffered += chunk;
-    for (let newline = buffered.indexOf('\n'); newline >= 0; newline = buffered.indexOf('\n')) {
-      steps.push(JSON.parse(buffered.slice(0, newline)) as Step);
-      buffered = buffered.slice(newline + 1);
-    }
-  });
+  const child = opened.child(spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] }));
+  const { items: steps } = new Lines(child.stdout, (line) => JSON.parse(line) as Step);
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  // 'close', not 'exit': by then every step it printed has been read.
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   return { child, steps, exited, stderr: () => stderr, go: () => child.stdin.write('go\n'), saw: (step: string) => steps.find((s) => s.step === step) };
-}
-
-function get(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ host: '127.0.0.1', port, agent: false }, (response) => {
-        let body = '';
-        response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-        response.on('end', () => resolve(body));
-      })
-      .on('error', reject);
-  });
 }
 
 async function running(timeout = 5000) {
@@ -77,8 +49,7 @@ async function running(timeout = 5000) {
     if (request.url === '/slow') setTimeout(() => response.end('slow\n'), 300_000).unref();
     else response.end('here\n');
   });
-  const listener = await listen(server, { host: '127.0.0.1', handover: { path: control, timeout } });
-  listeners.push(listener);
+  const listener = opened.listener(await listen(server, { host: '127.0.0.1', handover: { path: control, timeout } }));
   await waitFor('the control socket', () => fs.existsSync(control));
   return { server, listener, port: listener.address().port };
 }
@@ -87,7 +58,7 @@ test('a stale control socket file (its process is gone): listen() binds fresh an
   execFileSync('python3', ['-c', 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.bind(sys.argv[1])', control]);
   expect(fs.statSync(control).isSocket()).toBe(true);
   const { port } = await running();
-  expect(await get(port)).toBe('here\n');
+  expect((await request(port)).body).toBe('here\n');
   // The path is live now: a successor gets an offer.
   const second = peer('second');
   await second.exited;
@@ -100,7 +71,7 @@ test('garbage gets nothing; the listener goes on, and the next successor is serv
   await garbage.exited;
   expect(garbage.saw('answer')).toMatchObject({ eof: true, data: '', fds: 0 });
   expect(listener.state).toBe('accepting');
-  expect(await get(port)).toBe('here\n');
+  expect((await request(port)).body).toBe('here\n');
   const second = peer('second');
   await second.exited;
   expect(second.saw('offer')).toMatchObject({ fds: 1 });
@@ -149,15 +120,14 @@ test('a successor killed before ready: the running listener never stopped, nothi
   expect(dying.saw('offer')).toMatchObject({ fds: 1 });
   expect(listener.state).toBe('accepting');
   expect(listener.shared).toBe(false);
-  expect(await get(port)).toBe('here\n');
+  expect((await request(port)).body).toBe('here\n');
 });
 
 test('a successor killed right after ready, while this listener still holds the socket: it accepts again', async () => {
   const { listener, port } = await running();
   // A request in flight keeps the retiring listener (and its fd) alive.
-  const slow = net.connect({ port, host: '127.0.0.1' });
-  slow.on('error', () => {});
-  slow.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n');
+  const slow = opened.raw(port);
+  slow.socket.write('GET /slow HTTP/1.1\r\nHost: x\r\n\r\n');
   await waitFor('the slow request', () => listener.count === 2);
   const handovers: unknown[] = [];
   listener.on('handover', (event) => handovers.push(event));
@@ -169,7 +139,7 @@ test('a successor killed right after ready, while this listener still holds the 
   await successor.exited;
   await waitFor('accepting again', () => listener.state === 'accepting');
   expect(listener.shared).toBe(false);
-  expect(await get(port)).toBe('here\n');
+  expect((await request(port)).body).toBe('here\n');
   slow.destroy();
 });
 

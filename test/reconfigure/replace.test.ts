@@ -3,27 +3,20 @@
 // Every request is answered: nobody is reset, refused or cut. Both old and
 // new handlers answer, every retired server emits 'close', and the
 // listener's count and the process's fds come back to where they started.
-import fs from 'node:fs';
 import http2 from 'node:http2';
 import https from 'node:https';
 import type net from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
-import { listen, ServerListener, type DrainReport } from '../../src/index.js';
-import { runUnderLoad, selfSignedCertificate } from '../../src/testing/index.js';
-import { waitFor } from '../helpers/close-fixtures.js';
+import { listen, type DrainReport } from '../../src/index.js';
+import { runUnderLoad } from '../../src/testing/index.js';
+import { Opened, certificate, openFds, sleep, waitFor } from '../helpers/kit.js';
 
 const REPLACEMENTS = 50;
 const EVERY_MS = 100;
 const CONCURRENCY = 64;
 
-let listener: ServerListener | undefined;
-afterEach(async () => {
-  if (listener !== undefined && listener.state !== 'closed') await listener.destroy();
-  listener = undefined;
-});
-
-const openFds = (): number => fs.readdirSync('/proc/self/fd').length;
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+const opened = new Opened();
+afterEach(() => opened.dispose());
 
 interface Case {
   name: string;
@@ -39,7 +32,7 @@ const cases: Case[] = [
 
 describe.each(cases)('replace() every 100 ms, 50 times, 64 clients, $name', ({ connection, protocol }) => {
   test('every request answered: 0 reset, 0 refused, 0 cut; every retired server closes; count and fds come back', { timeout: 120_000 }, async () => {
-    const { key, cert } = selfSignedCertificate();
+    const { key, cert } = certificate();
     const served: number[] = [];
     const closed: boolean[] = [];
     const make = (generation: number): net.Server => {
@@ -57,8 +50,8 @@ describe.each(cases)('replace() every 100 ms, 50 times, 64 clients, $name', ({ c
       return server;
     };
 
-    const fdsBefore = openFds();
-    listener = await listen(make(0), { host: '127.0.0.1' });
+    const fdsBefore = openFds().size;
+    const listener = opened.listener(await listen(make(0), { host: '127.0.0.1' }));
     const retired: Promise<DrainReport>[] = [];
     // The load runs until the last server has answered a round of requests
     // (60 s is only a hang bound).
@@ -75,7 +68,7 @@ describe.each(cases)('replace() every 100 ms, 50 times, 64 clients, $name', ({ c
       during: async () => {
         await waitFor('the first server to answer', () => served[0]! >= CONCURRENCY, { tries: 1000, intervalMs: 20 });
         for (let generation = 1; generation <= REPLACEMENTS; generation++) {
-          retired.push(listener!.replace(make(generation), { timeout: 20_000 }));
+          retired.push(listener.replace(make(generation), { timeout: 20_000 }));
           await sleep(EVERY_MS);
         }
         await waitFor('the last server to answer', () => served[REPLACEMENTS]! >= CONCURRENCY, { tries: 1000, intervalMs: 20 });
@@ -96,11 +89,11 @@ describe.each(cases)('replace() every 100 ms, 50 times, 64 clients, $name', ({ c
     expect(reports.reduce((total, r) => total + r.ended + r.destroyed, 0)).toBe(0);
     await waitFor('every retired server to emit close', () => closed.slice(0, REPLACEMENTS).every(Boolean));
     // The clients' last connections close as the load ends.
-    await waitFor('the last connections to close', () => listener!.count === 1);
+    await waitFor('the last connections to close', () => listener.count === 1);
 
     const closing = await listener.close();
     expect(closing).toMatchObject({ openAtClose: 0, ended: 0, destroyed: 0 });
     await waitFor('the last server to emit close', () => closed[REPLACEMENTS] === true);
-    await waitFor('the fds to come back', () => openFds() <= fdsBefore, { tries: 250, intervalMs: 20 });
+    await waitFor('the fds to come back', () => openFds().size <= fdsBefore, { tries: 250, intervalMs: 20 });
   });
 });
