@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { selfSignedCertificate, type ServerProcessInfo } from '../../src/testing/index.js';
-import { requireDist } from '../native/helpers.js';
+import { requireDist } from './children.js';
 
 const CHILD = path.join(__dirname, 'restart-child.mjs');
 
