@@ -11,7 +11,7 @@ import { runRestarts, selfSignedCertificate, type RestartMode, type RestartRepor
 import { headline, headlineText, otherErrors } from '../testing/outcome.js';
 import { writeReport, type ToolReport } from '../testing/report.js';
 import type { DemoProtocol } from './demo-app.js';
-import { OUTCOME_COLUMNS, outcomeCells, printReport, table } from './output.js';
+import { OUTCOME_COLUMNS, outcomeCells, outcomeSummary, printReport, table, type OutcomeSummary } from './output.js';
 import { Progress, bar, seconds } from './progress.js';
 
 type Connection = 'new' | 'keep-alive';
@@ -33,15 +33,9 @@ interface RestartRun {
   load: RestartReport<number>;
 }
 
-interface RestartSummaryRow {
+interface RestartSummaryRow extends OutcomeSummary {
   method: RestartMethod;
   connection: Connection;
-  served: number;
-  ECONNRESET: number;
-  ECONNREFUSED: number;
-  otherErrors: number;
-  p50Ms: number;
-  p99Ms: number;
   /** Requests without a response, per restart window. */
   failedPerRestart: number[];
   /** The longest time clients were refused around one restart (first to last refusal). */
@@ -123,16 +117,10 @@ async function runOnce(
 }
 
 function summarize(run: RestartRun): RestartSummaryRow {
-  const { served, reset, refused, other } = headline(run.load);
   return {
     method: run.method,
     connection: run.connection,
-    served,
-    ECONNRESET: reset,
-    ECONNREFUSED: refused,
-    otherErrors: other,
-    p50Ms: run.load.latency.p50,
-    p99Ms: run.load.latency.p99,
+    ...outcomeSummary(run.load),
     failedPerRestart: run.load.restarts.map((window) => window.failed),
     maxRefusalWindowMs: Math.max(0, ...run.load.restarts.map((window) => window.refusalWindowMs)),
   };

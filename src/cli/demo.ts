@@ -11,7 +11,7 @@ import { writeReport, type ToolReport } from '../testing/report.js';
 import type { DemoProtocol, ParentMessage, PendingAtClose, ServerMessage, Shutdown } from './demo-server.js';
 import { printRestartDemo, runRestartDemo } from './demo-restart.js';
 import { REPORT_FLAGS, UsageError, parseChoice, parseCommand, parseDuration, parseInteger } from './options.js';
-import { OUTCOME_COLUMNS, outcomeCells, printReport, table } from './output.js';
+import { OUTCOME_COLUMNS, outcomeCells, outcomeSummary, printReport, table, type OutcomeSummary } from './output.js';
 import { Progress, bar, seconds } from './progress.js';
 
 export const DEMO_USAGE = `Usage: graceful-listener demo [options]
@@ -69,15 +69,9 @@ interface DemoRun extends CloseInfo {
   load: LoadReport<CloseInfo>;
 }
 
-interface DemoSummaryRow {
+interface DemoSummaryRow extends OutcomeSummary {
   shutdown: Shutdown;
   connection: Connection;
-  served: number;
-  ECONNRESET: number;
-  ECONNREFUSED: number;
-  otherErrors: number;
-  p50Ms: number;
-  p99Ms: number;
   pendingAtClose: PendingAtClose;
 }
 
@@ -219,16 +213,10 @@ async function runOnce(
 }
 
 function summarize(run: DemoRun): DemoSummaryRow {
-  const { served, reset, refused, other } = headline(run.load);
   return {
     shutdown: run.shutdown,
     connection: run.connection,
-    served,
-    ECONNRESET: reset,
-    ECONNREFUSED: refused,
-    otherErrors: other,
-    p50Ms: run.load.latency.p50,
-    p99Ms: run.load.latency.p99,
+    ...outcomeSummary(run.load),
     pendingAtClose: run.pendingAtClose,
   };
 }

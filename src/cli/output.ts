@@ -46,3 +46,18 @@ export function printReport(report: { files: ReportFiles }, json: boolean, lines
     : [...lines(), `report:   ${report.files.json}`, `timeline: ${report.files.svg}`].join('\n');
   process.stdout.write(`${text}\n`);
 }
+
+/** The outcome fields every demo row's JSON carries. */
+export interface OutcomeSummary {
+  served: number;
+  ECONNRESET: number;
+  ECONNREFUSED: number;
+  otherErrors: number;
+  p50Ms: number;
+  p99Ms: number;
+}
+
+export function outcomeSummary(load: Pick<LoadReport<unknown>, 'requests' | 'responses' | 'kinds' | 'latency'>): OutcomeSummary {
+  const { served, reset, refused, other } = headline(load);
+  return { served, ECONNRESET: reset, ECONNREFUSED: refused, otherErrors: other, p50Ms: load.latency.p50, p99Ms: load.latency.p99 };
+}

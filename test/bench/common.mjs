@@ -34,3 +34,16 @@ export function certificate() {
   const require = createRequire(import.meta.url);
   return require('../../dist/testing/index.js').selfSignedCertificate();
 }
+
+/** Open fds of this process. */
+export function openFds() {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+/** A few GC passes (with --expose-gc) and event-loop turns, before a resource reading. */
+export async function settle() {
+  for (let i = 0; i < 3; i++) {
+    globalThis.gc?.();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}

@@ -18,6 +18,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { openFds, settle } from './common.mjs';
 import { parseArgs } from 'node:util';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -51,16 +52,6 @@ function runClient() {
   });
 }
 
-function openFds() {
-  return fs.readdirSync('/proc/self/fd').length;
-}
-
-async function settle() {
-  for (let i = 0; i < 3; i++) {
-    globalThis.gc?.();
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 function perCallNs(fn, calls) {
   for (let i = 0; i < 1000; i++) fn();

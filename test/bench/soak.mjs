@@ -32,7 +32,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { machine, writeResult, certificate, median } from './common.mjs';
+import { machine, writeResult, certificate, median, openFds, settle } from './common.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const packageRoot = path.resolve(here, '..', '..');
@@ -84,16 +84,6 @@ async function runClients() {
   });
 }
 
-function openFds() {
-  return fs.readdirSync('/proc/self/fd').length;
-}
-
-async function settle() {
-  for (let i = 0; i < 3; i++) {
-    globalThis.gc?.();
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 async function snapshot(cycle) {
   await settle();
