@@ -1,6 +1,17 @@
 // The ESM entry re-exports the CommonJS build, so both entry points share one
 // module instance (one addon load, one set of classes for instanceof).
-export { listen, adopt, sdNotify, Listener, ServerListener, ListenSocket, ListenerError } from './index.js';
+export {
+  listen,
+  adopt,
+  sdNotify,
+  closeOnSignals,
+  EXIT_TIMED_OUT,
+  Readiness,
+  Listener,
+  ServerListener,
+  ListenSocket,
+  ListenerError,
+} from './index.js';
 export type {
   ListenOptions,
   AdoptOptions,
@@ -23,4 +34,10 @@ export type {
   ListenerErrorCode,
   HandoverOptions,
   HandoverEvent,
+  ExpediteOptions,
+  ListenerStats,
+  ListenerChannels,
+  ShutdownOptions,
+  ShutdownReport,
+  ShutdownHandle,
 } from './index.js';

@@ -6,7 +6,7 @@ export type { Http2DrainOptions, Http2DrainStats } from './server/http2-drain.js
 export { Listener } from './listener.js';
 export { ServerListener } from './server/server-listener.js';
 export type { ReplaceOptions } from './server/server-listener.js';
-export type { CloseOptions, CloseReport, RetireOptions, ListenerState } from './listener.js';
+export type { CloseOptions, CloseReport, RetireOptions, ListenerState, ExpediteOptions, ListenerStats, ListenerChannels } from './listener.js';
 export type { Connection, ConnectionSink, DrainReport } from './generation.js';
 export { ListenSocket } from './core/listen-socket.js';
 export type { HandshakeRequest, OpenOptions, Pending } from './core/listen-socket.js';
@@ -14,3 +14,6 @@ export { ListenerError } from './core/errors.js';
 export type { ListenerErrorCode } from './core/errors.js';
 export type { HandoverOptions, HandoverEvent } from './reconfigure/handover.js';
 export { sdNotify } from './reconfigure/systemd.js';
+export { Readiness } from './operations/readiness.js';
+export { closeOnSignals, EXIT_TIMED_OUT } from './operations/signals.js';
+export type { ShutdownOptions, ShutdownReport, ShutdownHandle } from './operations/signals.js';

@@ -5,7 +5,7 @@ import { ListenSocket, type OpenOptions } from './core/listen-socket.js';
 import type { NativeAddress } from './core/native.js';
 import { listeningFd } from './core/node-internals.js';
 import { HandoverPoint, validateHandover, type HandoverOptions } from './reconfigure/handover.js';
-import { releasePassed, sdNotify, takePassed, validateSystemd } from './reconfigure/systemd.js';
+import { notifyStopping, releasePassed, sdNotify, takePassed, validateSystemd } from './reconfigure/systemd.js';
 import { validateObject } from './core/validate.js';
 import type { DrainOptions } from './server/feed.js';
 import { ServerListener } from './server/server-listener.js';
@@ -112,15 +112,16 @@ export async function listen(server: net.Server, options: ListenOptions = {}): P
 // READY=1 now, STOPPING=1 when the listener starts draining; a failed
 // notification is reported, never fatal.
 function notifySystemd(listener: ServerListener): void {
-  const send = (state: string): void => {
+  const send = (notify: () => unknown): void => {
     try {
-      sdNotify(state);
+      notify();
     } catch (error) {
       process.emitWarning(error as Error);
     }
   };
-  send('READY=1');
-  listener.on('draining', () => send('STOPPING=1'));
+  send(() => sdNotify('READY=1'));
+  // Once per process, whichever listener (or closeOnSignals()) stops first.
+  listener.on('draining', () => send(notifyStopping));
 }
 
 // The predecessor's socket, if it is the one this listen() asks for.

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { guarded } from './core/callout.js';
+import { channels } from './core/diagnostics.js';
 import { ListenerError } from './core/errors.js';
 import { migratesRequests, type HandshakeRequest, type ListenSocket, type Pending } from './core/listen-socket.js';
 import type { NativeAddress } from './core/native.js';
@@ -103,6 +104,61 @@ export interface RetireOptions {
   forceTimeout?: number;
 }
 
+/** Options for {@link Listener.expedite}. */
+export interface ExpediteOptions {
+  /**
+   * Milliseconds from now until the connections ended gently now are
+   * destroyed.
+   * @default 0
+   */
+  forceTimeout?: number;
+}
+
+/** A snapshot of a listener, from {@link Listener.stats}. */
+export interface ListenerStats {
+  state: ListenerState;
+  /** Whether `pause()` is in force. */
+  paused: boolean;
+  /** {@link Listener.count}: 1 for the listener plus its open connections; 0 once closed. */
+  count: number;
+  /** Connections accepted since the listener was made. */
+  accepted: number;
+  /** Open connections of each generation, the oldest (replaced, draining) first, the current one last. */
+  active: number[];
+  /** Connections in the kernel accept queue (TCP_INFO); 0 once closed. */
+  queued: number;
+  /** The queue's cap, min(backlog, somaxconn); 0 once closed. */
+  backlog: number;
+  /** Connections accepted after the close began: the queue it swept, finished handshakes, stragglers. */
+  servedWhileDraining: number;
+  /** Connections ended gently by a deadline (a close's, a retirement's, `expedite()`). */
+  ended: number;
+  /** Connections destroyed by a deadline or by `destroy()`. */
+  destroyed: number;
+}
+
+/**
+ * What is published on each `node:diagnostics_channel` channel, by name
+ * (each prefixed `graceful-listener:`). Nothing is built when a channel has
+ * no subscriber.
+ */
+export interface ListenerChannels {
+  /** The listener was given its first server (sink) and accepts. */
+  listen: { listener: Listener };
+  /** `pause()` stopped accepting. */
+  pause: { listener: Listener };
+  /** `resume()` accepts again; `aborted`: it aborted a drain. */
+  resume: { listener: Listener; aborted: boolean };
+  /** A close began (state `'draining'`). */
+  draining: { listener: Listener };
+  /** The fd is closed (state `'closed'`), with the close's report. */
+  close: { listener: Listener; report: CloseReport };
+  /** A new server (sink) is current; `retired` settles with the replaced one's report. */
+  replace: { listener: Listener; retired: Promise<DrainReport> };
+  /** The listener retired for a successor process (handover). */
+  handover: { listener: Listener; name: string; pid: number; uid: number };
+}
+
 const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_FORCE_TIMEOUT_MS = 5_000;
 const DEFAULT_OVERFLOW_WINDOW_MS = 1000;
@@ -198,6 +254,9 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   #drain: Drain | undefined;
   // The promise of the close that reached (or is reaching) 'closed'.
   #closing: Promise<CloseReport> | undefined;
+  // Lifetime figures for stats(); how each cut connection was cut, counted once per kind.
+  readonly #totals = { accepted: 0, servedWhileDraining: 0, ended: 0, destroyed: 0 };
+  readonly #cutHow = new WeakMap<C, 'ended' | 'destroyed'>();
 
   /**
    * Takes over `socket`. With `sink`, it is served at once; otherwise accept
@@ -240,6 +299,20 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     return this.#socket.pending(options);
   }
 
+  /**
+   * A cheap snapshot for metrics: counters kept as connections come and go,
+   * and the queue from one TCP_INFO getsockopt (see {@link Listener.pending};
+   * no sock_diag). Callable in any state.
+   */
+  stats(): ListenerStats {
+    const closed = this.#state === 'closed';
+    const { queued, backlog } = closed ? { queued: 0, backlog: 0 } : this.#socket.pending();
+    const active: number[] = [];
+    for (const generation of this.#generations) active.push(generation.connections.size);
+    if (active.length > 0) active[active.length - 1]! += this.#unwrapped.length;
+    return { state: this.#state, paused: this.#paused, count: this.count, active, queued, backlog, ...this.#totals };
+  }
+
   /** The listening fd (the listener owns it). */
   get fd(): number {
     return this.#socket.fd;
@@ -273,6 +346,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     this.#current = new Generation(sink);
     this.#generations.add(this.#current);
     this.#updateArming();
+    if (channels.listen.hasSubscribers) channels.listen.publish({ listener: this });
   }
 
   /**
@@ -290,8 +364,9 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     this.#current = new Generation(sink);
     this.#generations.add(this.#current);
     this.#updateArming();
-    if (previous === undefined) return Promise.resolve(new DrainTally(0).report);
-    return this.#retire(previous, timeout, forceTimeout);
+    const retired = previous === undefined ? Promise.resolve(new DrainTally(0).report) : this.#retire(previous, timeout, forceTimeout);
+    if (channels.replace.hasSubscribers) channels.replace.publish({ listener: this, retired });
+    return retired;
   }
 
   /** Throws the error `replaceSink()` would: the listener is closed or closing. */
@@ -329,8 +404,10 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   /** Stops accepting; the fd stays open and clients wait in the kernel queue. */
   pause(): void {
     this.#assertNotClosed('pause');
+    const was = this.#paused;
     this.#paused = true;
     this.#updateArming();
+    if (!was && channels.pause.hasSubscribers) channels.pause.publish({ listener: this });
   }
 
   /**
@@ -341,6 +418,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
    */
   resume(): void {
     this.#assertNotClosed('resume');
+    const wasPaused = this.#paused;
     this.#paused = false;
     const drain = this.#drain;
     if (drain !== undefined) {
@@ -361,6 +439,9 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       this.#transition('accepting');
     }
     this.#updateArming();
+    if ((wasPaused || drain !== undefined) && channels.resume.hasSubscribers) {
+      channels.resume.publish({ listener: this, aborted: drain !== undefined });
+    }
   }
 
   /** Whether an armed listener keeps the event loop alive. */
@@ -405,6 +486,27 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     const promise = this.#closing ?? this.#startDrain({ timeout: 0, forceTimeout: 0, overflowWindow: 0, handshakeWait: 0 });
     const drain = this.#drain;
     if (drain !== undefined) this.#forceDeadline(drain);
+    return promise;
+  }
+
+  /**
+   * Forces the close under way (a second SIGTERM): its deadlines move to
+   * now. Phase 1 stops waiting for handshakes and sweeps the queue, every
+   * connection still open, of every generation, is ended gently at once (FIN
+   * after its receive buffer is read empty) and destroyed `forceTimeout`
+   * milliseconds later. Without a close under way it starts one with these
+   * deadlines. Every call returns the same promise as `close()`.
+   */
+  expedite(options: ExpediteOptions = {}): Promise<CloseReport> {
+    validateObject('options', options);
+    const forceTimeout = validateInteger('options.forceTimeout', options.forceTimeout ?? 0, 0, MAX_TIMEOUT_MS);
+    const promise = this.#closing ?? this.#startDrain({ timeout: 0, forceTimeout, overflowWindow: 0, handshakeWait: 0 });
+    const drain = this.#drain;
+    if (drain === undefined) return promise;
+    for (const timer of drain.timers) clearTimeout(timer);
+    drain.timers.length = 0;
+    drain.timers.push(setTimeout(() => this.#forceDeadline(drain), forceTimeout));
+    this.#deadline(drain);
     return promise;
   }
 
@@ -669,6 +771,11 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   // The deadline of the listener's close or of a generation's retirement
   // cuts a connection: each drain that counts it records how.
   #cut(connection: C, generation: Generation<C>, how: 'ended' | 'destroyed'): void {
+    const before = this.#cutHow.get(connection);
+    if (before !== how && before !== 'destroyed') {
+      this.#cutHow.set(connection, how);
+      this.#totals[how]++;
+    }
     this.#drain?.tally[how](connection);
     generation.retirement?.tally[how](connection);
     if (how === 'ended') generation.endGently(connection);
@@ -715,7 +822,11 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   // wrapped and delivered now, or in a later batch.
   #admit(fds: number[]): void {
     if (fds.length === 0) return;
-    if (this.#drain !== undefined) this.#drain.tally.report.accepted += fds.length;
+    this.#totals.accepted += fds.length;
+    if (this.#drain !== undefined) {
+      this.#drain.tally.report.accepted += fds.length;
+      this.#totals.servedWhileDraining += fds.length;
+    }
     for (const fd of fds) this.#unwrapped.push(fd);
     this.#wrapBatch();
   }
@@ -804,7 +915,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     this.#generations.clear();
     drain.tally.finish(protocol);
     const report: CloseReport = { ...drain.socketReport, ...drain.tally.report };
-    this.#transition('closed', () => drain.resolve(report));
+    this.#transition('closed', () => drain.resolve(report), report);
   }
 
   #clearTimers(drain: Drain): void {
@@ -838,12 +949,14 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
 
   // The one place the state changes. `settle` runs between the change and the
   // event, so a promise tied to the change is settled whatever a listener does.
-  #transition(next: ListenerState, settle?: () => void): void {
+  #transition(next: ListenerState, settle?: () => void, report?: CloseReport): void {
     if (!EDGES[this.#state].includes(next)) {
       throw new Error(`Invalid listener transition ${this.#state} -> ${next}`);
     }
     this.#state = next;
     settle?.();
+    if (next === 'draining' && channels.draining.hasSubscribers) channels.draining.publish({ listener: this });
+    if (next === 'closed' && channels.close.hasSubscribers) channels.close.publish({ listener: this, report });
     guarded(() => this.emit(next === 'closed' ? 'close' : next));
   }
 

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { guarded } from '../core/callout.js';
+import { channels } from '../core/diagnostics.js';
 import { ListenerError, invalidArgValue } from '../core/errors.js';
 import { loadBinding, type NativeAddress, type NativeBinding } from '../core/native.js';
 import { socketFd } from '../core/node-internals.js';
@@ -390,6 +391,7 @@ export class HandoverPoint {
     listener.share();
     const event: HandoverEvent = { name, pid: peer.pid, uid: peer.uid };
     guarded(() => listener.emit('handover', event));
+    if (channels.handover.hasSubscribers) channels.handover.publish({ listener, ...event });
     listener.once('close', () => {
       if (!socket.destroyed) socket.write(line({ closed: name }));
       if (this.#serving.size === 0) socket.end();

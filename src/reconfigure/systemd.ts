@@ -100,3 +100,18 @@ export function sdNotify(state: string, binding: NativeBinding = loadBinding()):
   binding.notify(socket, state);
   return true;
 }
+
+let stoppingSent = false;
+
+/**
+ * `STOPPING=1`, sent at most once per process: the first drain of a
+ * listener from `listen(server, { systemd })` and the first signal of
+ * `closeOnSignals()` both announce the same stop. Returns whether it was
+ * sent now.
+ */
+export function notifyStopping(binding: NativeBinding = loadBinding()): boolean {
+  if (stoppingSent) return false;
+  const sent = sdNotify('STOPPING=1', binding);
+  if (sent) stoppingSent = true;
+  return sent;
+}

@@ -9,7 +9,18 @@ import { describe, expect, it } from 'vitest';
 
 const root = path.resolve(__dirname, '..', '..');
 
-const MAIN_EXPORTS = ['ListenSocket', 'Listener', 'ListenerError', 'ServerListener', 'adopt', 'listen', 'sdNotify'];
+const MAIN_EXPORTS = [
+  'EXIT_TIMED_OUT',
+  'ListenSocket',
+  'Listener',
+  'ListenerError',
+  'Readiness',
+  'ServerListener',
+  'adopt',
+  'closeOnSignals',
+  'listen',
+  'sdNotify',
+];
 const TESTING_EXPORTS = [
   'ERROR_CODES',
   'ERROR_KINDS',
