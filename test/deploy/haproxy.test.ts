@@ -123,6 +123,7 @@ async function rollUnderLoad(binary: string, mode: Mode): Promise<RollResult> {
   const reports = await Promise.all(loads);
   for (const backend of serving.values()) backend.kill('SIGTERM');
   await within(Promise.all([...serving.values()].map((backend) => backend.exited)), 'the last backends to exit');
+  await haproxy.stop();
   const requests = reports.reduce((sum, report) => sum + report.requests, 0);
   const ok = reports.reduce((sum, report) => sum + report.ok, 0);
   return { failed: requests - ok, requests, exits: await Promise.all(exits), reports };

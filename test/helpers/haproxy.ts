@@ -31,8 +31,6 @@ export interface ServerSlot {
   port: number;
   /** srv_op_state: 0 stopped (down), 1 starting, 2 running (up), 3 stopping. */
   operational: number;
-  /** srv_admin_state bits: 0x01 forced maintenance, 0x20 maintenance from the runtime API… 0 means none. */
-  admin: number;
 }
 
 export interface HaproxyOptions {
@@ -148,7 +146,6 @@ export class Haproxy {
         address: fields[column('srv_addr')]!,
         port: Number(fields[column('srv_port')]),
         operational: Number(fields[column('srv_op_state')]),
-        admin: Number(fields[column('srv_admin_state')]),
       };
       slots.set(slot.name, slot);
     }
