@@ -132,7 +132,9 @@ async function rollUnderLoad(binary: string, mode: Mode): Promise<RollResult> {
 test('HAProxy in front, both backends rolled five times under load: readiness + pre-stop + listener.close() fails no request, server.close() does', async (context) => {
   const binary = haproxyBinary();
   if (binary === undefined) {
-    context.skip('haproxy is not installed (apt-get install haproxy; .ci/run does)');
+    const why = 'haproxy is not installed (apt-get install haproxy; .ci/run does)';
+    console.warn(`skipped: ${why}`);
+    context.skip(why);
     return;
   }
   const graceful = await rollUnderLoad(binary, 'graceful');
