@@ -13,6 +13,8 @@ import path from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { EXIT_TIMED_OUT, Readiness, closeOnSignals, listen, type CloseReport, type ShutdownReport } from '../../src/index.js';
 import { EventChild, Opened, rawGet, request, requireDist, type RawClient } from '../helpers/kit.js';
+import type { NativeBinding } from '../../src/core/native.js';
+import { notifyStopping } from '../../src/reconfigure/systemd.js';
 import { notifyReceiver } from '../helpers/python.js';
 
 const opened = new Opened();
@@ -223,6 +225,21 @@ describe('closeOnSignals() in this process (no signal sent)', () => {
     expect(report.reports.map((r) => r.mode)).toEqual(['close', 'close']);
     expect(first.state).toBe('closed');
     expect(counts()).toEqual(base);
+  });
+
+  test('STOPPING=1 is sent once per process, whoever asks first (a listener from listen({ systemd }) or the signal)', () => {
+    const sent: string[] = [];
+    const binding = { notify: (_path: string, message: string) => void sent.push(message) } as unknown as NativeBinding;
+    const saved = process.env.NOTIFY_SOCKET;
+    process.env.NOTIFY_SOCKET = '@graceful-listener-test';
+    try {
+      expect(notifyStopping(binding)).toBe(true);
+      expect(notifyStopping(binding)).toBe(false);
+    } finally {
+      if (saved === undefined) delete process.env.NOTIFY_SOCKET;
+      else process.env.NOTIFY_SOCKET = saved;
+    }
+    expect(sent).toEqual(['STOPPING=1']);
   });
 
   test('bad input', async () => {
