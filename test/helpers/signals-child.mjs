@@ -16,12 +16,12 @@
 import http from 'node:http';
 import net from 'node:net';
 import { createRequire } from 'node:module';
+import { onStdinLines, say } from './child-io.mjs';
 
 const [entry, optionsJson] = process.argv.slice(2);
 const { listen, closeOnSignals, Readiness, Listener, ListenSocket, sdNotify } = createRequire(import.meta.url)(entry);
 const { closeRawFirst = false, ...options } = JSON.parse(optionsJson);
 
-const say = (event, fields = {}) => process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
 process.on('uncaughtException', (error) => say('uncaught', { message: String(error?.stack ?? error) }));
 
 const readiness = new Readiness();
@@ -33,18 +33,9 @@ const server = http.createServer((request, response) => {
   else response.end('ok');
 });
 
-let stdinText = '';
-process.stdin.setEncoding('utf8').on('data', (chunk) => {
-  stdinText += chunk;
-  let newline;
-  while ((newline = stdinText.indexOf('\n')) >= 0) {
-    const line = stdinText.slice(0, newline);
-    stdinText = stdinText.slice(newline + 1);
-    if (line === 'release') for (const response of held.splice(0)) response.end('released');
-  }
+onStdinLines((line) => {
+  if (line === 'release') for (const response of held.splice(0)) response.end('released');
 });
-// stdin must not keep the process alive once the shutdown is done.
-process.stdin.unref();
 
 // A raw Listener's sink: echo; a drain ends each connection after its current write.
 const rawSink = {
