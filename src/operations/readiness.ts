@@ -57,10 +57,15 @@ export class Readiness {
     response: http.ServerResponse | http2.Http2ServerResponse,
   ): void => {
     const ready = this.ready;
-    const headers: Record<string, string> = { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' };
+    const body = ready ? 'ok\n' : 'draining\n';
+    const headers: Record<string, string> = {
+      'content-type': 'text/plain; charset=utf-8',
+      'content-length': String(body.length),
+      'cache-control': 'no-store',
+    };
     // Connection-specific headers are forbidden in HTTP/2 (RFC 9113 §8.2.2).
     if (!ready && request.httpVersionMajor < 2) headers.connection = 'close';
     (response as http.ServerResponse).writeHead(ready ? 200 : 503, headers);
-    response.end(ready ? 'ok\n' : 'draining\n');
+    response.end(body);
   };
 }

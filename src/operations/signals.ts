@@ -30,7 +30,10 @@ export interface ShutdownOptions {
    * @default true
    */
   exit?: boolean;
-  /** Turned not ready at the first signal; it tracks the listeners too. */
+  /**
+   * Turned not ready at the first signal (reason `'signal'`). To turn it
+   * not ready when a listener closes by itself, `readiness.track(listener)`.
+   */
   readiness?: Readiness;
 }
 
@@ -167,10 +170,7 @@ class Shutdown implements ShutdownHandle {
     let resolve!: (report: ShutdownReport) => void;
     this.done = new Promise((res) => (resolve = res));
     this.#resolve = resolve;
-    for (const listener of listeners) {
-      owners.set(listener, this);
-      settings.readiness?.track(listener);
-    }
+    for (const listener of listeners) owners.set(listener, this);
     for (const signal of settings.signals) {
       const handler = (): void => this.#onSignal(signal);
       this.#handlers.set(signal, handler);

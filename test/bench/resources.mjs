@@ -13,6 +13,12 @@
 // by listen(); each accepted connection is destroyed by the server at once.
 // RSS and /proc/self/fd are read after a warm-up and again at the end, both
 // after a forced GC when --expose-gc is available.
+//
+// Diagnostics channels: no lifecycle event is published per connection, so the
+// accept path runs no channel code. One event (a pause()+resume() pair
+// publishes two) is timed with no subscriber and with one, and set against
+// the server's CPU time per accept/release cycle.
+import diagnostics from 'node:diagnostics_channel';
 import { fork } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -73,13 +79,16 @@ async function runCycles(listen, count) {
   await settle();
   const before = { rss: process.memoryUsage().rss, heapUsed: process.memoryUsage().heapUsed, fds: openFds(), count: listener.count };
   const started = performance.now();
+  const cpuBefore = process.cpuUsage();
   const result = await run(count);
+  const cpu = process.cpuUsage(cpuBefore);
   const seconds = (performance.now() - started) / 1000;
   await settle();
   const after = { rss: process.memoryUsage().rss, heapUsed: process.memoryUsage().heapUsed, fds: openFds(), count: listener.count };
   client.disconnect();
   await listener.close();
-  return { cycles: result.done, clientErrors: result.errors, seconds, before, after };
+  const cpuNsPerCycle = ((cpu.user + cpu.system) * 1000) / result.done;
+  return { cycles: result.done, clientErrors: result.errors, seconds, cpuNsPerCycle, before, after };
 }
 
 async function main() {
@@ -105,7 +114,22 @@ async function main() {
   console.log(`pending() ${pendingNs.toFixed(0)} ns/call, server.address() ${addressNs.toFixed(0)} ns/call`);
   console.log(`pending({ handshakes: true }) ${(handshakesNs / 1000).toFixed(1)} µs/call (sock_diag)`);
 
+  const paused = await listen(net.createServer(), { host: '127.0.0.1' });
+  const pauseResume = () => (paused.pause(), paused.resume());
+  const unsubscribedNs = perCallNs(pauseResume, calls) / 2;
+  const subscriber = () => {};
+  for (const name of ['pause', 'resume']) diagnostics.subscribe(`graceful-listener:${name}`, subscriber);
+  const subscribedNs = perCallNs(pauseResume, calls) / 2;
+  for (const name of ['pause', 'resume']) diagnostics.unsubscribe(`graceful-listener:${name}`, subscriber);
+  await paused.close();
+
   const cycles = await runCycles(listen, Number(values.cycles));
+  const publishNs = Math.max(0, subscribedNs - unsubscribedNs);
+  console.log(
+    `diagnostics channels: 0 events per accept; one pause/resume ${unsubscribedNs.toFixed(0)} ns unsubscribed, ` +
+      `${subscribedNs.toFixed(0)} ns with one subscriber (publish ${publishNs.toFixed(0)} ns = ` +
+      `${((100 * publishNs) / cycles.cpuNsPerCycle).toFixed(2)} % of one accept/release cycle, ${(cycles.cpuNsPerCycle / 1000).toFixed(1)} µs CPU)`,
+  );
   const rssGrowthMiB = (cycles.after.rss - cycles.before.rss) / 2 ** 20;
   console.log(
     `${cycles.cycles} accept/release cycles in ${cycles.seconds.toFixed(1)} s: ` +
@@ -123,6 +147,12 @@ async function main() {
       handshakesNsPerCall: handshakesNs,
     },
     cycles: { ...cycles, rssGrowthMiB, fdGrowth: cycles.after.fds - cycles.before.fds },
+    channels: {
+      eventsPerAccept: 0,
+      unsubscribedNsPerEvent: unsubscribedNs,
+      subscribedNsPerEvent: subscribedNs,
+      publishRatioToAccept: publishNs / cycles.cpuNsPerCycle,
+    },
   };
   fs.mkdirSync(path.dirname(values.out), { recursive: true });
   fs.writeFileSync(values.out, JSON.stringify(result, null, 2));

@@ -21,7 +21,7 @@ const BENCHES = [
   { name: 'accept', file: 'accept.mjs', what: 'raw batched accept vs net.Server accept' },
   { name: 'listen-accept', file: 'listen-accept.mjs', what: 'listen(server) vs server.listen(), new connection per request' },
   { name: 'close', file: 'close.mjs', what: 'resets per close under fresh-TLS load; idle close latency' },
-  { name: 'resources', file: 'resources.mjs', what: 'pending() cost; RSS and fds over 100k accept/release cycles', nodeArgs: ['--expose-gc'] },
+  { name: 'resources', file: 'resources.mjs', what: 'pending() cost; RSS and fds over 100k accept/release cycles; diagnostics channels cost', nodeArgs: ['--expose-gc'] },
   { name: 'drain', file: 'drain.mjs', what: 'wrk keep-alive and h2load, close mid-run', needs: ['wrk', 'h2load'] },
   { name: 'soak', file: 'soak.mjs', what: '100 close + re-listen cycles on one port under fresh-TLS load; fds and RSS', nodeArgs: ['--expose-gc'] },
   { name: 'restart', file: 'restart.mjs', what: 'failed requests per restart under load: close-then-listen vs handover (processes), replace() in one process' },
@@ -66,6 +66,7 @@ function summarize(name, json) {
         ['pending() cost vs server.address()', `${fixed(json.pending.ratioToServerAddress)}× (${fixed(json.pending.nsPerCall, 0)} ns)`],
         [`fd growth over ${json.cycles.cycles} accept/release cycles`, String(json.cycles.fdGrowth)],
         ['RSS growth over the same cycles', `${fixed(json.cycles.rssGrowthMiB, 1)} MiB`],
+        ['diagnostics channels: events per accept / one publish vs one accept (1 subscriber)', `0 / ${fixed(json.channels?.publishRatioToAccept, 4)}×`],
       ];
     case 'drain':
       return Object.entries(json.summary).map(([scenario, variants]) => {

@@ -1,7 +1,7 @@
 // Child processes: the built package they load, a bounded run to
 // completion, the verdict a child prints last, and the lines a child prints
 // as they arrive.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -106,5 +106,49 @@ export class Lines<T = string> extends EventEmitter {
     const index = this.#taken++;
     await this.until((items) => items.length > index, what);
     return this.items[index]!;
+  }
+}
+
+/**
+ * A child that prints one JSON event per line (`{ event, ...fields }`): its
+ * events as they arrive, its stderr, and its exit, bounded.
+ */
+export class EventChild<E extends { event: string }> {
+  readonly process: ChildProcess;
+  readonly events: Lines<E>;
+  stderr = '';
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  /** `child` was spawned with stdout and stderr piped. */
+  constructor(child: ChildProcess) {
+    this.process = child;
+    this.events = new Lines(child.stdout!, (line) => JSON.parse(line) as E);
+    child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (this.stderr += chunk));
+    // 'close', not 'exit': by then every line it printed has been read.
+    this.exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })));
+  }
+
+  /** The first event matching, once it has arrived (bounded). */
+  next(match: (event: E) => boolean, what: string): Promise<E> {
+    return this.events.find(match, () => `the child's ${what} (events: ${JSON.stringify(this.events.items)}, stderr: ${this.stderr})`);
+  }
+
+  /** The first event of that kind, once it has arrived (bounded). */
+  first(kind: E['event']): Promise<E> {
+    return this.next((event) => event.event === kind, `'${kind}'`);
+  }
+
+  of(kind: E['event']): E[] {
+    return this.events.items.filter((event) => event.event === kind);
+  }
+
+  /** The exit, bounded: a child left alive is killed, and the test sees signal SIGKILL. */
+  async exit(boundMs = 20_000): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
+    const bound = setTimeout(() => this.process.kill('SIGKILL'), boundMs * HANG_SCALE);
+    try {
+      return await this.exited;
+    } finally {
+      clearTimeout(bound);
+    }
   }
 }

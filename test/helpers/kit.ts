@@ -35,4 +35,4 @@ export {
   openFdTargets,
   openFds,
 } from './fds.js';
-export { Lines, distEntry, repoRoot, requireDist, run, verdict, type ChildResult } from './children.js';
+export { EventChild, Lines, distEntry, repoRoot, requireDist, run, verdict, type ChildResult } from './children.js';

@@ -10,11 +10,11 @@
 // the parent writes "release" on stdin; every other request at once.
 import http from 'node:http';
 import { createRequire } from 'node:module';
+import { onStdinLines, say } from './child-io.mjs';
 
 const [entry] = process.argv.slice(2);
 const { listen } = createRequire(import.meta.url)(entry);
 
-const say = (event, fields = {}) => process.stdout.write(`${JSON.stringify({ event, ...fields })}\n`);
 process.on('uncaughtException', (error) => say('uncaught', { message: String(error?.stack ?? error) }));
 
 const held = [];
@@ -27,18 +27,9 @@ const server = http.createServer((request, response) => {
 const release = () => {
   for (const response of held.splice(0)) response.end('released');
 };
-let stdinText = '';
-process.stdin.setEncoding('utf8').on('data', (chunk) => {
-  stdinText += chunk;
-  let newline;
-  while ((newline = stdinText.indexOf('\n')) >= 0) {
-    const line = stdinText.slice(0, newline);
-    stdinText = stdinText.slice(newline + 1);
-    if (line === 'release') release();
-  }
+onStdinLines((line) => {
+  if (line === 'release') release();
 });
-// stdin must not keep the process alive once the close is done.
-process.stdin.unref();
 
 const listener = await listen(server, { host: '127.0.0.1', http: { quietWindow: 100, linger: 500 } });
 listener.on('draining', () => say('draining'));

@@ -6,6 +6,7 @@
 // while the socket was still held here, accepts again).
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
+import diagnostics from 'node:diagnostics_channel';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -158,6 +159,13 @@ test('a successor killed right after ready, while this listener still holds the 
   await waitFor('the slow request', () => listener.count === 2);
   const handovers: unknown[] = [];
   listener.on('handover', (event) => handovers.push(event));
+  // The same lifecycle on node:diagnostics_channel.
+  const published: [string, Record<string, unknown>][] = [];
+  for (const name of ['handover', 'draining', 'resume']) {
+    const onMessage = (message: unknown): void => void published.push([name, message as Record<string, unknown>]);
+    diagnostics.subscribe(`graceful-listener:${name}`, onMessage);
+    opened.cleanup(() => diagnostics.unsubscribe(`graceful-listener:${name}`, onMessage));
+  }
   const successor = peer('die-after-ready');
   await waitFor('ready', () => successor.saw('ready') !== undefined);
   await waitFor('the retire', () => listener.state === 'draining');
@@ -165,6 +173,12 @@ test('a successor killed right after ready, while this listener still holds the 
   successor.go();
   await successor.exited;
   await waitFor('accepting again', () => listener.state === 'accepting');
+  expect(published).toEqual([
+    ['handover', { listener, ...(handovers[0] as object) }],
+    ['draining', { listener }],
+    ['resume', { listener, aborted: true }],
+  ]);
+  expect(handovers[0]).toMatchObject({ name: 'default', pid: successor.child.pid, uid: process.getuid!() });
   expect(listener.shared).toBe(false);
   expect((await request(port)).body).toBe('here\n');
   slow.destroy();
