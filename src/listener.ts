@@ -240,6 +240,16 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     return this.#socket.path;
   }
 
+  /**
+   * Whether the socket file at {@link Listener.path} is still this
+   * listener's: false once another listener replaced it (`replace: true`) or
+   * it was removed — the close then leaves the path alone — and for TCP and
+   * abstract names.
+   */
+  ownsPath(): boolean {
+    return this.#state !== 'closed' && this.#socket.ownsPath();
+  }
+
   /** The kernel accept queue; see {@link ListenSocket.pending}. */
   pending(options?: { handshakes?: boolean }): Pending {
     this.#assertNotClosed('pending');
