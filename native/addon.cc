@@ -1,6 +1,7 @@
 // The module: the ways to get a handle (open a new listening TCP or AF_UNIX
-// socket, or adopt someone else's), the check adopt() makes, the constants JS needs, and
-// thin wrappers over the AF_UNIX calls of unix.h (handover, sd_notify).
+// socket, or adopt someone else's), the check adopt() makes, the constants
+// JS needs, and thin wrappers over the AF_UNIX calls of unix.h (handover,
+// sd_notify).
 
 #include <napi.h>
 

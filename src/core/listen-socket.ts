@@ -327,6 +327,7 @@ export class ListenSocket extends EventEmitter {
     if (shutdown && result.error === null) {
       this.#onAccept = undefined;
       this.#clearBackoff();
+      if (this.#unixPath !== undefined) this.#unixGated = true;
     }
     return result;
   }

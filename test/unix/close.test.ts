@@ -106,6 +106,25 @@ describe.each([
   });
 });
 
+test('server.close() of a server fed by listen({ path }) is the same two-phase close', async () => {
+  const socketPath = path.join(opened.tempDir('gl-unix-server-close-'), 'app.sock');
+  const server = http.createServer(answer);
+  const listener = opened.listener(await listen(server, { path: socketPath }));
+  listener.pause();
+  const clients = await queuedClients(socketPath, CLIENTS);
+  opened.child(clients.child);
+  clients.go();
+  await waitFor(() => `${CLIENTS} clients queued (${listener.pending().queued})`, () => listener.pending().queued === CLIENTS);
+
+  const serverClosed = new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve())));
+  expect(listener.state).toBe('draining');
+  await opened.closed(listener);
+  await serverClosed;
+  const results = await clients.results;
+  expect(tally(results, (r) => r.error ?? String(r.status))).toEqual({ 200: CLIENTS });
+  expect(fs.existsSync(socketPath)).toBe(false);
+});
+
 test('server.listen(path) and server.close() reset the queued clients (what the listener prevents)', async () => {
   const dir = opened.tempDir('gl-unix-teeth-');
   const socketPath = path.join(dir, 'node.sock');
