@@ -1,6 +1,7 @@
-// The module: the two ways to get a handle (open a new listening socket, or
-// adopt someone else's), the check adopt() makes, the constants JS needs, and
-// thin wrappers over the AF_UNIX calls of unix.h (handover, sd_notify).
+// The module: the ways to get a handle (open a new listening TCP or AF_UNIX
+// socket, or adopt someone else's), the check adopt() makes, the constants
+// JS needs, and thin wrappers over the AF_UNIX calls of unix.h (handover,
+// sd_notify).
 
 #include <napi.h>
 
@@ -61,6 +62,24 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
     int err = errno;
     ::close(fd);
     SystemError(env, err, failed, address, port).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  return NewHandle(env, fd);
+}
+
+// openUnix(path, backlog, mode): a listening AF_UNIX stream socket; a
+// leading NUL in `path` names the abstract namespace; mode < 0: the umask's.
+Napi::Value OpenUnix(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  int fd = -1;
+  const char* syscall = nullptr;
+  int err = UnixListen(path, info[1].As<Napi::Number>().Int32Value(),
+                       info[2].As<Napi::Number>().Int32Value(), &fd, &syscall);
+  if (err != 0) {
+    // Printed as '@name' for an abstract name, as ss and systemd do.
+    std::string shown = !path.empty() && path[0] == '\0' ? "@" + path.substr(1) : path;
+    SystemError(env, err, syscall, shown).ThrowAsJavaScriptException();
     return env.Undefined();
   }
   return NewHandle(env, fd);
@@ -257,6 +276,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   using namespace graceful_listener;
   DefineHandle(env);
   exports.Set("open", Napi::Function::New<Open>(env, "open"));
+  exports.Set("openUnix", Napi::Function::New<OpenUnix>(env, "openUnix"));
   exports.Set("adopt", Napi::Function::New<Adopt>(env, "adopt"));
   exports.Set("inspect", Napi::Function::New<Inspect>(env, "inspect"));
   exports.Set("acceptBatch", Napi::Number::New(env, kAcceptBatch));

@@ -1,4 +1,5 @@
-// One handle per listening TCP socket: arm/disarm accept(2), queue depth,
+// One handle per listening socket (TCP, or AF_UNIX: accept, queue depth,
+// shutdown, name and close apply to both): arm/disarm accept(2), queue depth,
 // handshakes in progress, SYN gate, SO_REUSEPORT steering and group size,
 // shutdown/relisten, close. Mechanism only:
 // every decision (states, counts, back-off, timeouts) lives in TypeScript.
@@ -13,9 +14,13 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -358,6 +363,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
   Napi::Value QueueDepth(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!CheckOpen(env, "getsockopt")) return env.Undefined();
+    if (bound_.ss_family == AF_UNIX) return UnixQueueDepth(env);
     // On a listener, tcpi_unacked is the accept queue length and tcpi_sacked
     // its cap (the same pair ss -ltn shows as Recv-Q / Send-Q).
     tcp_info ti{};
@@ -366,10 +372,32 @@ class Handle : public Napi::ObjectWrap<Handle> {
       SystemError(env, errno, "getsockopt").ThrowAsJavaScriptException();
       return env.Undefined();
     }
+    return QueueObject(env, ti.tcpi_unacked, ti.tcpi_sacked);
+  }
+
+  static Napi::Object QueueObject(Napi::Env env, unsigned queued, unsigned backlog) {
     Napi::Object result = Napi::Object::New(env);
-    result.Set("queued", Napi::Number::New(env, ti.tcpi_unacked));
-    result.Set("backlog", Napi::Number::New(env, ti.tcpi_sacked));
+    result.Set("queued", Napi::Number::New(env, queued));
+    result.Set("backlog", Napi::Number::New(env, backlog));
     return result;
+  }
+
+  // An AF_UNIX listener has no TCP_INFO, and SIOCINQ refuses listeners: its
+  // queue comes from sock_diag, looked up by the socket's inode.
+  Napi::Value UnixQueueDepth(Napi::Env env) {
+    struct stat st;
+    if (fstat(fd_, &st) != 0) {
+      SystemError(env, errno, "fstat").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    unsigned queued = 0, backlog = 0;
+    const char* syscall = nullptr;
+    int err = UnixQueue(st.st_ino, &queued, &backlog, &syscall);
+    if (err != 0) {
+      SystemError(env, err, syscall).ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    return QueueObject(env, queued, backlog);
   }
 
   // Counts SYN_RECV requests on this listener's port (and address, unless it
@@ -520,7 +548,18 @@ class Handle : public Napi::ObjectWrap<Handle> {
       SystemError(env, errno, "getsockname").ThrowAsJavaScriptException();
       return env.Undefined();
     }
+    if (ss.ss_family == AF_UNIX) return UnixName(env, ss, len);
     return AddressObject(env, ss);
+  }
+
+  // The name an AF_UNIX socket was bound to, as Node spells it: a path, or
+  // a leading NUL and the abstract name. A socket renamed since keeps the
+  // name it was bound to.
+  static Napi::Value UnixName(Napi::Env env, const sockaddr_storage& ss, socklen_t len) {
+    const auto* un = reinterpret_cast<const sockaddr_un*>(&ss);
+    size_t length = len > offsetof(sockaddr_un, sun_path) ? len - offsetof(sockaddr_un, sun_path) : 0;
+    if (length > 0 && un->sun_path[0] != '\0') length = strnlen(un->sun_path, length);
+    return Napi::String::New(env, un->sun_path, length);
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {

@@ -3,7 +3,9 @@
 #include <errno.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
 #include <netinet/tcp.h>
 #include <string.h>
 #include <unistd.h>
@@ -40,28 +42,21 @@ uint16_t NetworkPort(const sockaddr_storage& local) {
                                     : reinterpret_cast<const sockaddr_in6*>(&local)->sin6_port;
 }
 
-// One SOCK_DIAG_BY_FAMILY dump of `family` TCP sockets in `states` (a mask
-// of 1 << TCP_*): `visit` sees each inet_diag_msg.
-template <typename Visit>
-int Dump(int family, uint32_t states, Visit visit, const char** syscall) {
+// Sends one sock_diag request and passes every reply message to `visit`
+// until the kernel is done: NLMSG_DONE ends a dump, an acknowledgement
+// (NLMSG_ERROR with error 0, asked for by NLM_F_ACK) ends a single query.
+template <typename Request, typename Visit>
+int Exchange(Request* message, Visit visit, const char** syscall) {
   int nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (nl < 0) {
     *syscall = "socket";
     return errno;
   }
-  struct {
-    nlmsghdr header;
-    inet_diag_req_v2 request;
-  } message{};
-  message.header.nlmsg_len = sizeof(message);
-  message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
-  message.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  message.request.sdiag_family = family;
-  message.request.sdiag_protocol = IPPROTO_TCP;
-  message.request.idiag_states = states;
+  message->header.nlmsg_len = sizeof(*message);
+  message->header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
-  if (sendto(nl, &message, sizeof(message), 0, reinterpret_cast<sockaddr*>(&kernel),
+  if (sendto(nl, message, sizeof(*message), 0, reinterpret_cast<sockaddr*>(&kernel),
              sizeof(kernel)) < 0) {
     int err = errno;
     ::close(nl);
@@ -87,16 +82,32 @@ int Dump(int family, uint32_t states, Visit visit, const char** syscall) {
       }
       if (h->nlmsg_type == NLMSG_ERROR) {
         auto* e = static_cast<nlmsgerr*>(NLMSG_DATA(h));
-        err = e->error < 0 ? -e->error : EIO;
+        err = e->error < 0 ? -e->error : 0;
         done = true;
         break;
       }
-      visit(*static_cast<inet_diag_msg*>(NLMSG_DATA(h)));
+      visit(h);
     }
   }
   ::close(nl);
   if (err != 0) *syscall = "recv";
   return err;
+}
+
+// One SOCK_DIAG_BY_FAMILY dump of `family` TCP sockets in `states` (a mask
+// of 1 << TCP_*): `visit` sees each inet_diag_msg.
+template <typename Visit>
+int Dump(int family, uint32_t states, Visit visit, const char** syscall) {
+  struct {
+    nlmsghdr header;
+    inet_diag_req_v2 request;
+  } message{};
+  message.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  message.request.sdiag_family = family;
+  message.request.sdiag_protocol = IPPROTO_TCP;
+  message.request.idiag_states = states;
+  return Exchange(
+      &message, [&](nlmsghdr* h) { visit(*static_cast<inet_diag_msg*>(NLMSG_DATA(h))); }, syscall);
 }
 
 }  // namespace
@@ -138,6 +149,48 @@ int ListenersOn(const sockaddr_storage& local, int* count, const char** syscall)
         }
       },
       syscall);
+}
+
+}  // namespace graceful_listener
+
+namespace graceful_listener {
+
+int UnixQueue(uint64_t inode, unsigned* queued, unsigned* backlog, const char** syscall) {
+  struct {
+    nlmsghdr header;
+    unix_diag_req request;
+  } message{};
+  // One socket, looked up by inode (no cookie to check): the kernel walks
+  // the namespace's AF_UNIX sockets, not its TCP connections.
+  message.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+  message.request.sdiag_family = AF_UNIX;
+  message.request.udiag_ino = static_cast<uint32_t>(inode);
+  message.request.udiag_show = UDIAG_SHOW_RQLEN;
+  message.request.udiag_cookie[0] = INET_DIAG_NOCOOKIE;
+  message.request.udiag_cookie[1] = INET_DIAG_NOCOOKIE;
+  bool found = false;
+  int err = Exchange(
+      &message,
+      [&](nlmsghdr* h) {
+        auto* msg = static_cast<unix_diag_msg*>(NLMSG_DATA(h));
+        if (msg->udiag_ino != static_cast<uint32_t>(inode)) return;
+        int length = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(*msg)));
+        for (auto* a = reinterpret_cast<rtattr*>(msg + 1); RTA_OK(a, length); a = RTA_NEXT(a, length)) {
+          if (a->rta_type != UNIX_DIAG_RQLEN) continue;
+          // On a listener: the connections queued for accept(2), and the
+          // backlog listen(2) set (capped at somaxconn).
+          auto* rqlen = static_cast<unix_diag_rqlen*>(RTA_DATA(a));
+          *queued = rqlen->udiag_rqueue;
+          *backlog = rqlen->udiag_wqueue;
+          found = true;
+        }
+      },
+      syscall);
+  if (err == 0 && !found) {
+    *syscall = "recv";
+    err = ENOENT;
+  }
+  return err;
 }
 
 }  // namespace graceful_listener

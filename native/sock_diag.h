@@ -1,7 +1,8 @@
 // A sock_diag (NETLINK_SOCK_DIAG) client, the same source `ss` uses, with no
 // privilege needed: TCP requests in SYN_RECV (the handshakes a listener has
 // answered with a SYN-ACK that have not completed; they are not in TCP_INFO),
-// and the LISTEN sockets of an address and port. Plain C++: no N-API here.
+// the LISTEN sockets of an address and port, and the accept queue of an
+// AF_UNIX listener. Plain C++: no N-API here.
 #ifndef GRACEFUL_LISTENER_SOCK_DIAG_H_
 #define GRACEFUL_LISTENER_SOCK_DIAG_H_
 
@@ -49,6 +50,13 @@ int SynRecvRequests(const sockaddr_storage& local, std::vector<HandshakeRequest>
 //
 // Returns 0 or an errno; `*syscall` then names the call that failed.
 int ListenersOn(const sockaddr_storage& local, int* count, const char** syscall);
+
+// The accept queue of the AF_UNIX listener whose socket inode (st_ino of
+// fstat on its fd) is `inode`: UNIX_DIAG_RQLEN gives the connections queued
+// and the backlog of a listening socket (SIOCINQ refuses listeners).
+//
+// Returns 0 or an errno; `*syscall` then names the call that failed.
+int UnixQueue(uint64_t inode, unsigned* queued, unsigned* backlog, const char** syscall);
 
 }  // namespace graceful_listener
 

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,13 +28,13 @@ int64_t NowMs() {
 
 int64_t Deadline(int timeoutMs) { return NowMs() + std::max(timeoutMs, 0); }
 
-// sockaddr_un for `path`. With `abstractAt`, a leading '@' names the abstract
-// namespace: sun_path starts with a NUL and the address length, not a
-// terminator, ends the name (as sd_notify(3) does).
+// sockaddr_un for `path`. A leading NUL names the abstract namespace, as
+// does a leading '@' with `abstractAt` (sd_notify(3)): sun_path starts with a
+// NUL and the address length, not a terminator, ends the name.
 int UnixAddress(const std::string& path, bool abstractAt, sockaddr_un* address, socklen_t* length) {
   memset(address, 0, sizeof(*address));
   address->sun_family = AF_UNIX;
-  if (abstractAt && !path.empty() && path[0] == '@') {
+  if (!path.empty() && (path[0] == '\0' || (abstractAt && path[0] == '@'))) {
     if (path.size() > sizeof(address->sun_path)) return ENAMETOOLONG;
     memcpy(address->sun_path + 1, path.data() + 1, path.size() - 1);
     *length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + path.size());
@@ -238,6 +239,35 @@ int PeerCredentials(int fd, int* pid, unsigned* uid, unsigned* gid, const char**
   *uid = credentials.uid;
   *gid = credentials.gid;
   return 0;
+}
+
+int UnixListen(const std::string& path, int backlog, int mode, int* out, const char** syscall) {
+  sockaddr_un address;
+  socklen_t length;
+  *syscall = "bind";
+  int err = UnixAddress(path, false, &address, &length);
+  if (err != 0) return err;
+  *syscall = "socket";
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return errno;
+  // The mode is set between bind and listen: until listen(2), a connect to
+  // the new file is refused, so no client gets in under the umask's mode.
+  bool abstract = !path.empty() && path[0] == '\0';
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), length) != 0) {
+    *syscall = "bind";
+  } else if (mode >= 0 && !abstract && chmod(path.c_str(), static_cast<mode_t>(mode)) != 0) {
+    *syscall = "chmod";
+  } else if (::listen(fd, backlog) != 0) {
+    *syscall = "listen";
+  } else {
+    *out = fd;
+    return 0;
+  }
+  err = errno;
+  ::close(fd);
+  // A file bound but never listened on would be left behind as a stale socket.
+  if (!abstract && strcmp(*syscall, "bind") != 0) unlink(path.c_str());
+  return err;
 }
 
 int Notify(const std::string& path, const std::string& message, const char** syscall) {

@@ -1,6 +1,6 @@
-// AF_UNIX calls for the reconfigure paths: the handover control socket
-// (connect, listening fds passed as SCM_RIGHTS, the peer's credentials) and
-// sd_notify(3). Plain C++: no N-API here.
+// AF_UNIX calls: a Unix-domain listener (bind, chmod, listen), the
+// handover control socket (connect, listening fds passed as SCM_RIGHTS, the
+// peer's credentials) and sd_notify(3). Plain C++: no N-API here.
 //
 // Each call returns 0 or an errno, with the call it names in `*syscall`;
 // a wait that ran out is ETIMEDOUT. No wait is longer than the timeout given.
@@ -46,8 +46,15 @@ int ReceiveWithFds(int fd, int timeoutMs, size_t maxBytes, Received* out, const 
 // SO_PEERCRED of a connected AF_UNIX socket.
 int PeerCredentials(int fd, int* pid, unsigned* uid, unsigned* gid, const char** syscall);
 
+// A CLOEXEC, non-blocking AF_UNIX stream socket bound to `path` (a leading
+// NUL: the abstract namespace), its file chmod'ed to `mode` unless `mode` is
+// negative or the name abstract, listening with `backlog`; in `*fd`. On
+// failure after bind, the file made is unlinked again. A name longer than
+// sun_path: ENAMETOOLONG; a NUL inside a path: EINVAL.
+int UnixListen(const std::string& path, int backlog, int mode, int* fd, const char** syscall);
+
 // One datagram, `message`, to the AF_UNIX datagram socket at `path`; a
-// leading '@' names the abstract namespace. sd_notify(3).
+// leading '@' (or a NUL) names the abstract namespace. sd_notify(3).
 int Notify(const std::string& path, const std::string& message, const char** syscall);
 
 }  // namespace graceful_listener

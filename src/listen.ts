@@ -61,6 +61,13 @@ export async function listen(server: net.Server, options: ListenOptions = {}): P
   if (systemd !== undefined && (options.fd !== undefined || handover !== undefined)) {
     throw invalidArgValue('options.systemd', systemd, 'cannot be used with options.fd or options.handover');
   }
+  if (options.path !== undefined) {
+    // A Unix-domain listener is opened here; a restart replaces its path (options.replace).
+    const other = options.fd !== undefined ? 'fd' : handover !== undefined ? 'handover' : systemd !== undefined ? 'systemd' : undefined;
+    if (other !== undefined) {
+      throw invalidArgValue(`options.${other}`, options[other], 'cannot be used with options.path (use options.replace to restart on a path)');
+    }
+  }
   signal?.throwIfAborted();
   const claim = new ServerClaim(server, false);
   const point = handover === undefined ? undefined : HandoverPoint.for(handover.path);

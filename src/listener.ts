@@ -288,9 +288,25 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     return this.#paused;
   }
 
+  /** The TCP address; a Unix-domain listener has none and throws `ERR_UNIX_LISTENER` (see {@link Listener.path}). */
   address(): NativeAddress {
     this.#assertNotClosed('address');
     return this.#socket.address();
+  }
+
+  /** The path of a Unix-domain listener (a leading `'\0'`: abstract), or undefined for TCP. */
+  get path(): string | undefined {
+    return this.#socket.path;
+  }
+
+  /**
+   * Whether the socket file at {@link Listener.path} is still this
+   * listener's: false once another listener replaced it (`replace: true`) or
+   * it was removed — the close then leaves the path alone — and for TCP and
+   * abstract names.
+   */
+  ownsPath(): boolean {
+    return this.#state !== 'closed' && this.#socket.ownsPath();
   }
 
   /** The kernel accept queue; see {@link ListenSocket.pending}. */
@@ -419,8 +435,13 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   resume(): void {
     this.#assertNotClosed('resume');
     const wasPaused = this.#paused;
-    this.#paused = false;
     const drain = this.#drain;
+    if (drain !== undefined && drain.mode === 'close' && this.#socket.path !== undefined) {
+      // Its path is unlinked and the socket shut down for reading: nothing
+      // brings it back (listen(2) does not undo the shutdown on AF_UNIX).
+      throw new ListenerError('ERR_UNIX_LISTENER', 'Cannot resume a Unix-domain listener once its close began; listen() again on the path');
+    }
+    this.#paused = false;
     if (drain !== undefined) {
       // First, since it can fail (the port taken meanwhile): the drain then goes on.
       if (drain.phase === 'swept' && drain.mode === 'close') this.#socket.listen();
@@ -456,6 +477,11 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
    * empty, so no client whose handshake completed is reset. Phase 2: the fd is
    * closed when the last connection of every generation is released. Every
    * call returns the same promise; it settles before `'close'` is emitted.
+   *
+   * A Unix-domain listener has no SYN to gate: its path is unlinked (if its
+   * file is still this listener's) and the socket shut down for reading,
+   * which refuses new connects and keeps the queue acceptable; the queue is
+   * then swept and served the same way.
    */
   close(options: CloseOptions = {}): Promise<CloseReport> {
     if (this.#closing !== undefined) return this.#closing;
@@ -564,7 +590,9 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
       }
       const { queued, backlog } = this.#socket.pending();
       drain.socketReport.queuedAtClose = queued;
-      drain.overflowed = queued >= backlog && options.overflowWindow > 0;
+      // A full AF_UNIX queue leaves nobody connected behind it: a connect
+      // waiting for room is refused once the socket is gated.
+      drain.overflowed = queued >= backlog && options.overflowWindow > 0 && this.#socket.path === undefined;
       firstLook = this.#handshakesToWaitFor(drain);
       drain.socketReport.handshakingAtClose = drain.handshakes.size;
     }
@@ -930,7 +958,12 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   // after.
   #wantedArming(): Arming {
     const drain = this.#drain;
-    if (drain !== undefined) return drain.phase === 'swept' ? 'off' : 'unlimited';
+    if (drain !== undefined) {
+      // A gated AF_UNIX listener is shut down for reading, and so polls
+      // readable for ever: only the sweep accepts from it.
+      const unixGated = drain.socketReport.gated && this.#socket.path !== undefined;
+      return drain.phase === 'swept' || unixGated ? 'off' : 'unlimited';
+    }
     const current = this.#current;
     if (this.#state !== 'accepting' || this.#paused || current === undefined) return 'off';
     const limit = current.sink.limit();

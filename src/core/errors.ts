@@ -9,7 +9,8 @@ export type ListenerErrorCode =
   | 'ERR_SERVER_CLOSED'
   | 'ERR_HANDOVER_FAILED'
   | 'ERR_SYSTEMD_SOCKET'
-  | 'ERR_UNSUPPORTED_PLATFORM';
+  | 'ERR_UNSUPPORTED_PLATFORM'
+  | 'ERR_UNIX_LISTENER';
 
 /** An error about the listener's lifecycle, not about the system. */
 export class ListenerError extends Error {

@@ -17,6 +17,7 @@ import {
   type NativeSystemError,
 } from './native.js';
 import { listeningFd } from './node-internals.js';
+import { openUnix, printable, validateUnixOptions, type UnixPath } from './unix-path.js';
 import { validateBoolean, validateInteger, validateObject, validateString } from './validate.js';
 
 /** Options for {@link ListenSocket.open}. */
@@ -36,15 +37,36 @@ export interface OpenOptions {
   reusePort?: boolean;
   /** `IPV6_V6ONLY` on an IPv6 listener. @default false */
   ipv6Only?: boolean;
+  /**
+   * Listen on a Unix-domain (AF_UNIX stream) socket at this path instead of
+   * a TCP port; a leading `'\0'` names the abstract namespace (no file).
+   * A socket file left by a listener that is gone (connect(2) refused) is
+   * unlinked and bound again; a live listener there, or a file that is not
+   * a socket, is `EADDRINUSE`. The file is unlinked when the listener
+   * closes, unless another listener has replaced it since.
+   */
+  path?: string;
+  /** With `path`: the socket file's permission bits, set before `listen(2)`. @default the umask's */
+  mode?: number;
+  /**
+   * With `path`: take the path over from the listener serving it, atomically
+   * — bind a temporary name in the same directory, listen, then rename(2) it
+   * over the path — so that a client connecting meanwhile reaches the old
+   * listener or this one, never ENOENT or ECONNREFUSED. The old listener
+   * keeps serving what it has queued and, when it closes, leaves the path
+   * (no longer its file) alone.
+   * @default false
+   */
+  replace?: boolean;
 }
 
 /** The accept queue as the kernel reports it. */
 export interface Pending {
-  /** Connections whose handshake completed, waiting for `accept()`. */
+  /** Connections whose handshake completed (on AF_UNIX: whose connect(2) returned), waiting for `accept()`. */
   queued: number;
   /** The queue's cap: min(backlog, somaxconn). */
   backlog: number;
-  /** Handshakes in SYN_RECV (only with `{ handshakes: true }`). */
+  /** Handshakes in SYN_RECV (only with `{ handshakes: true }`; always 0 on AF_UNIX, which has none). */
   handshaking?: number;
 }
 
@@ -57,6 +79,8 @@ const FIRST_BACKOFF_MS = 10;
 const MAX_BACKOFF_MS = 1000;
 const DEFAULT_BACKLOG = 511;
 const MAX_BACKLOG = 0x7fffffff;
+const TCP_ONLY_OPTIONS = ['host', 'port', 'family', 'reusePort', 'ipv6Only'] as const;
+const UNIX_ONLY_OPTIONS = ['mode', 'replace'] as const;
 
 function checkPlatform(): void {
   if (process.platform !== 'linux') {
@@ -85,6 +109,10 @@ async function resolveHost(host: string | undefined, family: 4 | 6 | undefined):
  * A listening TCP socket owned by the native addon: accept(2) is armed and
  * disarmed without closing the fd, the accept queue is visible, and new SYNs
  * can be gated. The low-level building block under `listen()`.
+ *
+ * Or a Unix-domain one (`path`): the same accept, queue (through sock_diag)
+ * and close; its gate is the path unlinked and `shutdown(SHUT_RD)`, and
+ * there are no handshakes, no reuseport group, no address to print.
  */
 export class ListenSocket extends EventEmitter {
   readonly #handle: NativeHandle;
@@ -95,18 +123,27 @@ export class ListenSocket extends EventEmitter {
   #backoffMs = FIRST_BACKOFF_MS;
   #backoffTimer: NodeJS.Timeout | undefined;
   #limit: number | undefined;
+  readonly #unixPath: UnixPath | undefined;
+  // An AF_UNIX socket shut down for reading refuses connects for good:
+  // listen(2) does not undo it.
+  #unixGated = false;
 
-  private constructor(handle: NativeHandle, backlog: number, reusePort: boolean) {
+  private constructor(handle: NativeHandle, backlog: number, reusePort: boolean, unixPath?: UnixPath) {
     super();
     this.#handle = handle;
     this.#backlog = backlog;
     this.#reusePort = reusePort;
+    this.#unixPath = unixPath;
   }
 
   /** Opens a new listening socket (`SOCK_CLOEXEC | SOCK_NONBLOCK`, `SO_REUSEADDR`). */
   static async open(options: OpenOptions = {}, binding: NativeBinding = loadBinding()): Promise<ListenSocket> {
     checkPlatform();
     validateObject('options', options);
+    if (options.path !== undefined) return ListenSocket.#openUnix(options, binding);
+    for (const name of UNIX_ONLY_OPTIONS) {
+      if (options[name] !== undefined) throw invalidArgValue(`options.${name}`, options[name], 'needs options.path (a Unix-domain listener)');
+    }
     const port = validateInteger('options.port', options.port ?? 0, 0, 65535);
     const backlog = validateInteger('options.backlog', options.backlog ?? DEFAULT_BACKLOG, 0, MAX_BACKLOG);
     const reusePort = validateBoolean('options.reusePort', options.reusePort ?? false);
@@ -126,6 +163,18 @@ export class ListenSocket extends EventEmitter {
       }
       throw error;
     }
+  }
+
+  static #openUnix(options: OpenOptions, binding: NativeBinding): ListenSocket {
+    for (const name of TCP_ONLY_OPTIONS) {
+      if (options[name] !== undefined) {
+        throw invalidArgValue(`options.${name}`, options[name], 'cannot be used with options.path (a Unix-domain listener has no address, port or reuseport group)');
+      }
+    }
+    const unix = validateUnixOptions(options);
+    const backlog = validateInteger('options.backlog', options.backlog ?? DEFAULT_BACKLOG, 0, MAX_BACKLOG);
+    const { handle, unixPath } = openUnix(binding, unix, backlog);
+    return new ListenSocket(handle, backlog, false, unixPath);
   }
 
   /**
@@ -169,6 +218,19 @@ export class ListenSocket extends EventEmitter {
       throw invalidArgValue('fd', fd, reason, error);
     }
     return new ListenSocket(handle, handle.queueDepth().backlog, info.reusePort);
+  }
+
+  /** The path of a Unix-domain socket (a leading `'\0'`: abstract), or undefined for TCP. */
+  get path(): string | undefined {
+    return this.#unixPath?.path;
+  }
+
+  /**
+   * Whether the socket file at `path` is still this socket's (not replaced
+   * by another listener, not removed); false for TCP and abstract names.
+   */
+  ownsPath(): boolean {
+    return this.#unixPath?.owned() ?? false;
   }
 
   /** The socket's fd (owned by this object; -1 once closed). */
@@ -229,7 +291,8 @@ export class ListenSocket extends EventEmitter {
     if (options !== undefined) {
       validateObject('options', options);
       if (options.handshakes !== undefined && validateBoolean('options.handshakes', options.handshakes)) {
-        depth.handshaking = this.#handle.handshakes();
+        // connect(2) on AF_UNIX queues a connection whole: nothing is half-open.
+        depth.handshaking = this.#unixPath === undefined ? this.#handle.handshakes() : 0;
       }
     }
     return depth;
@@ -246,7 +309,7 @@ export class ListenSocket extends EventEmitter {
    */
   handshakeRequests(): HandshakeRequest[] {
     this.#assertOpen('handshakeRequests');
-    return this.#handle.handshakeRequests();
+    return this.#unixPath === undefined ? this.#handle.handshakeRequests() : [];
   }
 
   /**
@@ -264,6 +327,7 @@ export class ListenSocket extends EventEmitter {
     if (shutdown && result.error === null) {
       this.#onAccept = undefined;
       this.#clearBackoff();
+      if (this.#unixPath !== undefined) this.#unixGated = true;
     }
     return result;
   }
@@ -297,13 +361,41 @@ export class ListenSocket extends EventEmitter {
    */
   steer(index: number): void {
     this.#assertOpen('steer');
+    this.#assertTcp('steer()');
     this.#handle.steer(validateInteger('index', index, -1, 0xffff));
   }
 
-  /** SYN gate: while on, new SYNs are dropped (clients retransmit, no RST). */
+  /**
+   * SYN gate: while on, new SYNs are dropped (clients retransmit, no RST).
+   *
+   * On a Unix-domain socket there is no SYN: the gate unlinks the path (if
+   * its file is still this socket's; new connects get ENOENT) and shuts the
+   * socket down for reading — an AF_UNIX listener then refuses connects
+   * (ECONNREFUSED, also to one that resolved the path before the unlink, and
+   * to an abstract name) while everything already queued stays acceptable.
+   * That cannot be undone: `gate(false)` after it throws `ERR_UNIX_LISTENER`.
+   */
   gate(on: boolean): void {
     this.#assertOpen('gate');
-    this.#handle.gate(validateBoolean('on', on));
+    validateBoolean('on', on);
+    if (this.#unixPath === undefined) {
+      this.#handle.gate(on);
+      return;
+    }
+    if (!on) {
+      if (this.#unixGated) throw unixError('gate(false)', 'a Unix-domain socket shut down for reading refuses connects for good');
+      return;
+    }
+    if (this.#unixGated) return;
+    let unlinkFailure: unknown;
+    try {
+      this.#unixPath.release();
+    } catch (error) {
+      unlinkFailure = error;
+    }
+    this.#handle.shutdown();
+    this.#unixGated = true;
+    if (unlinkFailure !== undefined) throw unlinkFailure;
   }
 
   /**
@@ -313,26 +405,40 @@ export class ListenSocket extends EventEmitter {
   shutdown(): void {
     this.#assertOpen('shutdown');
     this.#handle.shutdown();
+    if (this.#unixPath !== undefined) this.#unixGated = true;
   }
 
-  /** `listen(2)` again on the same fd, after `shutdown()`. */
+  /** `listen(2)` again on the same fd, after `shutdown()` (TCP only: on AF_UNIX the shutdown is final). */
   listen(): void {
     this.#assertOpen('listen');
+    if (this.#unixGated) throw unixError('listen()', 'a Unix-domain socket shut down for reading refuses connects for good');
     this.#handle.listen(this.#backlog);
   }
 
+  /** The TCP address; a Unix-domain socket has none (see {@link ListenSocket.path}). */
   address(): NativeAddress {
     this.#assertOpen('address');
+    this.#assertTcp('address()');
     return this.#handle.address();
   }
 
-  /** Closes the socket (idempotent). Anything still queued is reset by the kernel. */
+  /**
+   * Closes the socket (idempotent). Anything still queued is reset by the
+   * kernel. A Unix-domain socket's file is unlinked first, if still its own.
+   */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
     this.#onAccept = undefined;
     this.#clearBackoff();
+    let unlinkFailure: unknown;
+    try {
+      this.#unixPath?.release();
+    } catch (error) {
+      unlinkFailure = error;
+    }
     this.#handle.close();
+    if (unlinkFailure !== undefined) this.#report(unlinkFailure as Error);
   }
 
   #startPolling(): void {
@@ -357,8 +463,18 @@ export class ListenSocket extends EventEmitter {
         if (!this.#closed && this.#onAccept !== undefined) this.#startPolling();
       }, delay);
     }
+    this.#report(error);
+  }
+
+  #report(error: Error): void {
     if (this.listenerCount('error') > 0) this.emit('error', error);
     else process.emitWarning(error);
+  }
+
+  #assertTcp(operation: string): void {
+    if (this.#unixPath !== undefined) {
+      throw unixError(operation, `it listens on ${JSON.stringify(printable(this.#unixPath.path))}, not on a TCP port`);
+    }
   }
 
   #clearBackoff(): void {
@@ -371,6 +487,10 @@ export class ListenSocket extends EventEmitter {
       throw new ListenerError('ERR_LISTENER_CLOSED', `Cannot ${operation}: the listener is closed`);
     }
   }
+}
+
+function unixError(operation: string, why: string): ListenerError {
+  return new ListenerError('ERR_UNIX_LISTENER', `Cannot ${operation} on a Unix-domain listener: ${why}`);
 }
 
 /**

@@ -82,6 +82,13 @@ export interface NativeBinding {
     ipv6Only: boolean,
   ): NativeHandle;
   /**
+   * A listening AF_UNIX stream socket (CLOEXEC, non-blocking) bound to
+   * `path` (a leading NUL: abstract), its file chmod'ed to `mode` between
+   * bind and listen unless `mode` is negative. Its handle's `queueDepth()`
+   * comes from sock_diag; `address()` returns the name bound, as a string.
+   */
+  openUnix(path: string, backlog: number, mode: number): NativeHandle;
+  /**
    * Takes a `F_DUPFD_CLOEXEC` duplicate of a listening TCP socket and makes it
    * non-blocking (a flag of the shared open file description). Anything else
    * is refused before the flag is touched.

@@ -13,7 +13,8 @@ const netServerSocket = diagnosticsChannel.channel('net.server.socket');
 /** What `net.Server` calls on `server._handle` (lib/net.js). */
 export interface ServerHandle {
   readonly fd: number;
-  getsockname(out: Record<string, unknown>): number;
+  /** Absent on a pipe's handle: `server.address()` then returns `server._pipeName`. */
+  getsockname?(out: Record<string, unknown>): number;
   /**
    * `Server.close` calls it, then sets `_handle = null` and calls
    * `_emitCloseIfDrained()` itself: the server's `'close'` is Node's to emit
@@ -28,6 +29,7 @@ export interface ServerHandle {
 interface ServerInternals {
   _handle?: (Partial<ServerHandle> & { fd?: number }) | null;
   _connectionKey?: string;
+  _pipeName?: string;
   _listeningId?: number;
   _connections: number;
   _emitCloseIfDrained?: () => void;
@@ -83,6 +85,19 @@ export function installListenHandle(server: net.Server, handle: ServerHandle, ke
   // already"). Bump `_listeningId` as `Server.close` does: lookupAndListen
   // and listenInCluster drop a listen whose id is stale.
   if (typeof s._listeningId === 'number') s._listeningId++;
+}
+
+/**
+ * A server listening on a Unix-domain socket: lib/net.js `Server.listen`
+ * keeps the path as `_pipeName`, and `server.address()` returns it when the
+ * handle has no `getsockname` (a Pipe wrap has none); `listenInCluster`
+ * gives it the connection key `-1:path:-1`, returned here. Node leaves
+ * `_pipeName` set after the close (`address()` still returns the path), and
+ * so does this.
+ */
+export function setPipeName(server: net.Server, path: string): string {
+  internals(server)._pipeName = path;
+  return `-1:${path}:-1`;
 }
 
 /**

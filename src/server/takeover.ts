@@ -8,6 +8,7 @@ import {
   connectionsCheckingInterval,
   releaseServerHold,
   removeListenHandle,
+  setPipeName,
   skipHttpPreClose,
   watchMaxConnections,
   type ServerHandle,
@@ -91,6 +92,7 @@ export function closeUnattended(listener: Listener<net.Socket>): void {
 /** The listener as the takeover sees it. */
 export type TakeoverListener = Listener<net.Socket> & {
   readonly fd: number;
+  readonly path: string | undefined;
   address(): NativeAddress;
 };
 
@@ -130,10 +132,6 @@ export class ServerTakeover {
       get fd() {
         return listener.fd;
       },
-      getsockname(out) {
-        Object.assign(out, listener.address());
-        return 0;
-      },
       // server.close() lands here: the same two-phase close as listener.close().
       close: () => {
         this.#closedByServer = true;
@@ -147,8 +145,18 @@ export class ServerTakeover {
         listener.ref(false);
       },
     };
-    const { address, family, port } = listener.address();
-    this.#connectionKey = `${family === 'IPv6' ? 6 : 4}:${address}:${port}`;
+    const path = listener.path;
+    if (path === undefined) {
+      this.#handle.getsockname = (out) => {
+        Object.assign(out, listener.address());
+        return 0;
+      };
+      const { address, family, port } = listener.address();
+      this.#connectionKey = `${family === 'IPv6' ? 6 : 4}:${address}:${port}`;
+    } else {
+      // As a pipe's: no getsockname, so server.address() returns the path.
+      this.#connectionKey = setPipeName(this.#server, path);
+    }
     installListenHandle(this.#server, this.#handle, this.#connectionKey);
     this.#undoCloseRoute = skipHttpPreClose(this.#server);
     this.#unwatchLimit = watchMaxConnections(this.#server, () => listener.refreshLimit());

@@ -25,11 +25,15 @@ export interface QueuedClients {
 }
 
 /**
- * `count` raw TCP clients in a child process, each sending one HTTP request
- * as soon as it connects. Resolves once the child is ready to connect.
+ * `count` raw clients in a child process — TCP to 127.0.0.1:`target`, or
+ * AF_UNIX to the path `target` — each sending one HTTP request as soon as it
+ * connects. With `connectedFile`, the child creates that file once every
+ * client is connected. Resolves once the child is ready to connect.
  */
-export function queuedClients(port: number, count: number): Promise<QueuedClients> {
-  const child = spawn(process.execPath, [path.join(here, 'queued-clients.mjs'), String(port), String(count)], {
+export function queuedClients(target: number | string, count: number, connectedFile?: string): Promise<QueuedClients> {
+  const args = [path.join(here, 'queued-clients.mjs'), String(target), String(count)];
+  if (connectedFile !== undefined) args.push(connectedFile);
+  const child = spawn(process.execPath, args, {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -144,6 +148,60 @@ export function startStorm(
     stop: () => {
       child.stdin!.end();
       return result;
+    },
+  };
+}
+
+/** What unix-loop.mjs prints when it ends (see its header). */
+export interface UnixLoopResult {
+  answered: number;
+  connectErrors: Record<string, number>;
+  failures: Record<string, number>;
+}
+
+/**
+ * `concurrency` AF_UNIX clients in a child process (unix-loop.mjs), each
+ * connecting to `socketPath` (a leading NUL: abstract) in a loop, sending
+ * "ping\n" and expecting "pong\n" and EOF, until `stop()` (or `maxMs`, a
+ * hang bound). Resolves once the clients run.
+ */
+export async function unixLoop(
+  opened: Opened,
+  socketPath: string,
+  { concurrency, maxMs }: { concurrency: number; maxMs: number },
+): Promise<{ stop(): Promise<UnixLoopResult> }> {
+  const target = socketPath.startsWith('\0') ? `@${socketPath.slice(1)}` : socketPath;
+  const child = opened.child(
+    spawn(process.execPath, [path.join(here, 'unix-loop.mjs'), target, String(concurrency), String(maxMs)], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    }),
+  );
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const lines: string[] = [];
+  let onLine: (() => void) | undefined;
+  new Lines(child.stdout!).on('line', (line: string) => {
+    lines.push(line);
+    onLine?.();
+  });
+  const closed = new Promise<void>((resolve) => child.on('close', () => resolve()));
+  const nextLine = (index: number): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const check = (): void => {
+        if (lines.length > index) resolve(lines[index]!);
+      };
+      onLine = check;
+      check();
+      void closed.then(() => {
+        check();
+        reject(new Error(`unix-loop exited without line ${index}: ${stderr}`));
+      });
+    });
+  await nextLine(0);
+  return {
+    stop: async () => {
+      child.stdin!.end();
+      return JSON.parse(await nextLine(1)) as UnixLoopResult;
     },
   };
 }
