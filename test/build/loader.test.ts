@@ -1,5 +1,5 @@
 // Which binary did the loader map? The suite runs once against the source
-// build and once with PREBUILDS_ONLY=1 (after `npm run prebuild`); this test
+// build and once with PREBUILDS_ONLY=1 (after `npm run prebuildify`); this test
 // proves the second run really exercised prebuilds/, not build/Release.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';

@@ -5,7 +5,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
 import { listen, type CloseReport, type Listener } from '../../src/index.js';
-import { Opened, waitFor } from '../helpers/kit.js';
+import { Opened, stablePort, waitFor } from '../helpers/kit.js';
 import { startStorm, type StormResult } from '../helpers/load.js';
 
 const CYCLES = 20;
@@ -69,8 +69,10 @@ async function stormCycles(backlog: number | undefined, cycles: number, timeout:
 
   const reports: CloseReport[] = [];
   const relistenErrors: string[] = [];
-  listener = opened.listener(await listen(server, { host: '127.0.0.1', backlog }));
-  const { port } = listener.address();
+  // Bound again after each close while the storm connects: a port no
+  // connect() takes as its own local port meanwhile.
+  const port = await stablePort();
+  listener = opened.listener(await listen(server, { host: '127.0.0.1', port, backlog }));
   // At most 100 s of load (a hang bound); stop() ends it. A connect gives up
   // after 4 s (its SYN and two retransmissions were dropped by the SYN gate
   // or an overflowing queue); 10 s of grace for the last ones.

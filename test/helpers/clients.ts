@@ -1,6 +1,7 @@
 // Loopback clients and what they saw: a raw socket that records everything,
 // one HTTP request on a fresh connection, keep-alive request loops, and the
 // certificate every TLS test uses.
+import fs from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
@@ -269,4 +270,36 @@ export async function nodeListen<S extends net.Server>(server: S, backlog?: numb
   server.listen({ host: HOST, port: 0, ...(backlog !== undefined ? { backlog } : {}) });
   await nextEvent(server, 'listening');
   return (server.address() as net.AddressInfo).port;
+}
+
+// Ports bind(0) and connect() never pick on their own: the kernel takes
+// those from net.ipv4.ip_local_port_range.
+function ephemeralLow(): number {
+  try {
+    return Number(fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+  } catch {
+    return 32768;
+  }
+}
+
+/**
+ * A free loopback port below the ephemeral range, for a test that closes a
+ * listener and binds the same port again under load: a port from bind(0) is
+ * one a client's connect() may take as its own local port in between (any
+ * other test's client, or a client of this test connecting to itself, TCP's
+ * self-connect), and the bind then fails with EADDRINUSE.
+ */
+export async function stablePort(host = HOST): Promise<number> {
+  const high = Math.min(ephemeralLow(), 65536) - 1;
+  const low = Math.max(1024, high - 12_000);
+  for (let attempt = 0; attempt < 100; attempt++) {
+    const port = low + Math.floor(Math.random() * (high - low + 1));
+    const probe = net.createServer();
+    const free = await new Promise<boolean>((resolve) => {
+      probe.once('error', () => resolve(false));
+      probe.listen({ port, host, exclusive: true }, () => probe.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  throw new Error(`no free port in ${low}-${high} on ${host}`);
 }

@@ -18,6 +18,7 @@ export {
   readEach,
   request,
   requestLoops,
+  stablePort,
   type ConnectOptions,
   type Exchange,
   type RawResponse,

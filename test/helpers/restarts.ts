@@ -22,10 +22,14 @@ export class RestartDir {
     this.cert = cert;
   }
 
-  /** runRestarts' `command`: restart-child.mjs with `listen(server, { handover })`, or a plain listen(). */
-  command(mode: 'handover' | 'plain'): (server: ServerProcessInfo) => string[] {
+  /**
+   * runRestarts' `command`: restart-child.mjs with `listen(server, { handover })`,
+   * or a plain listen(), every process on `port` (from `stablePort()`: a
+   * close-then-listen restart binds it again while clients connect).
+   */
+  command(mode: 'handover' | 'plain', port: number): (server: ServerProcessInfo) => string[] {
     const entry = requireDist();
-    return ({ port }) => [process.execPath, CHILD, entry, mode, this.control, String(port ?? 0), this.dir];
+    return () => [process.execPath, CHILD, entry, mode, this.control, String(port), this.dir];
   }
 
   url = (port: number): string => `https://127.0.0.1:${port}/`;

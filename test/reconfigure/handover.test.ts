@@ -7,6 +7,7 @@
 // starts, restarts and reaps the processes (test/helpers/restart-child.mjs).
 import { afterEach, describe, expect, test } from 'vitest';
 import { runRestarts } from '../../src/testing/index.js';
+import { stablePort } from '../helpers/kit.js';
 import { RestartDir } from '../helpers/restarts.js';
 
 const RESTARTS = 20;
@@ -19,10 +20,10 @@ afterEach(() => {
   work = undefined;
 });
 
-function restartsUnderLoad(mode: 'handover' | 'plain', connection: 'new' | 'keep-alive') {
+async function restartsUnderLoad(mode: 'handover' | 'plain', connection: 'new' | 'keep-alive') {
   work = new RestartDir();
   return runRestarts({
-    command: work.command(mode),
+    command: work.command(mode, await stablePort()),
     mode: mode === 'handover' ? 'handover' : 'close-then-listen',
     url: work.url,
     ca: work.cert,

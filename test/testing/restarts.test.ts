@@ -9,6 +9,7 @@ import https from 'node:https';
 import { afterEach, describe, expect, it } from 'vitest';
 import { listen } from '../../src/index.js';
 import { LoadError, runRestarts, type RestartReport, type WindowCounts } from '../../src/testing/index.js';
+import { stablePort } from '../helpers/kit.js';
 import { RestartDir } from '../helpers/restarts.js';
 import { cert } from './servers.js';
 
@@ -48,7 +49,7 @@ describe('runRestarts with a server process per restart', () => {
   it('5 restarts with a handover: 0 failed, each restart marked and in its own window', { timeout: 60_000 }, async () => {
     work = new RestartDir();
     const report = await runRestarts({
-      command: work.command('handover'),
+      command: work.command('handover', await stablePort()),
       mode: 'handover',
       url: work.url,
       ca: work.cert,
@@ -86,7 +87,7 @@ describe('runRestarts with a server process per restart', () => {
   it('5 restarts close-then-listen: clients are refused around each restart, and counted there', { timeout: 60_000 }, async () => {
     work = new RestartDir();
     const report = await runRestarts({
-      command: work.command('plain'),
+      command: work.command('plain', await stablePort()),
       mode: 'close-then-listen',
       url: work.url,
       ca: work.cert,
@@ -111,7 +112,7 @@ describe('runRestarts with a server process per restart', () => {
   it("listen-then-close signals the old process only once the new one listens", { timeout: 60_000 }, async () => {
     work = new RestartDir();
     const report = await runRestarts({
-      command: work.command('handover'),
+      command: work.command('handover', await stablePort()),
       mode: 'listen-then-close',
       url: work.url,
       ca: work.cert,
