@@ -318,7 +318,9 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   /**
    * A cheap snapshot for metrics: counters kept as connections come and go,
    * and the queue from one TCP_INFO getsockopt (see {@link Listener.pending};
-   * no sock_diag). Callable in any state.
+   * no sock_diag). Callable in any state. On a Unix-domain listener the
+   * queue is a sock_diag query (tens of µs), and its system error, should
+   * it fail, is thrown.
    */
   stats(): ListenerStats {
     const closed = this.#state === 'closed';
@@ -588,7 +590,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
           this.#emitError(error as Error);
         }
       }
-      const { queued, backlog } = this.#socket.pending();
+      const { queued, backlog } = this.#readQueue() ?? { queued: 0, backlog: Number.POSITIVE_INFINITY };
       drain.socketReport.queuedAtClose = queued;
       // A full AF_UNIX queue leaves nobody connected behind it: a connect
       // waiting for room is refused once the socket is gated.
@@ -607,6 +609,18 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     if (drain.phase === 'swept') this.#maybeFinish();
     else this.#waitForHandshakes(drain, firstLook);
     return drain.promise;
+  }
+
+  // The queue as the close reads it. On a Unix-domain socket that is a
+  // sock_diag query, which can fail: the close then goes on without the
+  // figure (the sweep accepts whatever is queued anyway), and says why.
+  #readQueue(): Pending | undefined {
+    try {
+      return this.#socket.pending();
+    } catch (error) {
+      this.#emitError(error as Error);
+      return undefined;
+    }
   }
 
   // How an SO_REUSEPORT member leaves its group without resetting what the
@@ -785,7 +799,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     if (drain.phase !== 'swept') {
       clearTimeout(drain.next);
       drain.phase = 'swept';
-      drain.socketReport.queueLost = this.#socket.pending().queued;
+      drain.socketReport.queueLost = this.#readQueue()?.queued ?? 0;
       this.#arming = 'off';
       this.#socket.disarm();
     }

@@ -123,17 +123,29 @@ export class UnixPath {
    * Once only. Returns whether it unlinked.
    */
   release(): boolean {
-    if (this.#identity === undefined) return false;
+    const identity = this.#identity;
+    if (identity === undefined) return false;
     const mine = this.owned();
     this.#identity = undefined;
     if (!mine) return false;
+    // A successor may rename its socket over the path between the check and
+    // an unlink by name, which would then remove the successor's file. The
+    // file is moved aside first (rename is atomic) and judged there: ours is
+    // unlinked, anything else goes back.
+    const aside = `${this.path}.${crypto.randomBytes(4).toString('hex')}~`;
     try {
-      fs.unlinkSync(this.path);
-      return true;
+      fs.renameSync(this.path, aside);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
       throw error;
     }
+    const moved = identityOf(aside);
+    if (moved !== undefined && moved.dev === identity.dev && moved.ino === identity.ino) {
+      fs.unlinkSync(aside);
+      return true;
+    }
+    fs.renameSync(aside, this.path);
+    return false;
   }
 }
 
@@ -201,7 +213,9 @@ function temporaryName(path: string): string {
   const dir = nodePath.dirname(path);
   const suffix = crypto.randomBytes(4).toString('hex');
   const beside = nodePath.join(dir, `.${nodePath.basename(path)}.${suffix}`);
-  return Buffer.byteLength(beside) < SUN_PATH_BYTES ? beside : nodePath.join(dir, `.gl-${suffix}`);
+  const shortest = nodePath.join(dir, `.${suffix}`);
+  for (const name of [beside, shortest]) if (Buffer.byteLength(name) < SUN_PATH_BYTES) return name;
+  throw invalidArgValue('options.path', path, `is too long for options.replace: its temporary name needs ${Buffer.byteLength(shortest) + 1} bytes of sun_path (${SUN_PATH_BYTES})`);
 }
 
 function replaceAtomically(binding: NativeBinding, path: string, backlog: number, mode: number): { handle: NativeHandle; unixPath: UnixPath } {

@@ -225,7 +225,12 @@ class Shutdown implements ShutdownHandle {
       try {
         return await (this.#forcedBy === undefined ? listener.close(this.#settings.close) : listener.expedite());
       } catch (error) {
-        if ((error as { code?: string }).code !== 'ERR_CLOSE_ABORTED') throw error;
+        if ((error as { code?: string }).code === 'ERR_CLOSE_ABORTED') continue;
+        // Not a close's own outcome (a bug, or a system error thrown
+        // synchronously): said, and the listener destroyed, so that `done`
+        // still settles with one report per listener.
+        process.emitWarning(error as Error);
+        return listener.destroy();
       }
     }
   }

@@ -11,7 +11,7 @@ import type { Opened } from './opened.js';
 import { waitFor, within } from './wait.js';
 
 /** Far above one probe's round trip: the window in which /readyz must already say 503. */
-export const PRE_STOP_DELAY_MS = 1500;
+export const PRE_STOP_DELAY_MS = 5000;
 const CLIENTS_PER_KIND = 32;
 const RESPONSES_BEFORE_SIGNAL = 300;
 const emptyKinds = Object.fromEntries(ERROR_KINDS.map((kind) => [kind, 0]));
