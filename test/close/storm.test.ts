@@ -5,7 +5,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, test } from 'vitest';
 import { listen, type CloseReport, type Listener } from '../../src/index.js';
-import { Opened, stablePort, waitFor } from '../helpers/kit.js';
+import { Opened, stablePort, waitFor, within } from '../helpers/kit.js';
 import { startStorm, type StormResult } from '../helpers/load.js';
 
 const CYCLES = 20;
@@ -91,7 +91,11 @@ async function stormCycles(backlog: number | undefined, cycles: number, timeout:
     closeAt = accepted + SERVED_PER_CYCLE;
     // Bounded: if the load never gets there, the close happens anyway.
     await waitFor('load on the listener', () => closing !== undefined, { tries: 1000, intervalMs: 10 }).catch(() => {});
-    reports.push(await (closing ?? listener.close({ timeout })));
+    // The close ends by its deadlines (timeout + forceTimeout); bounded far
+    // above that, so that a close that never settles fails here, saying so.
+    const current = listener;
+    const describeClose = () => `cycle ${cycle}'s close (state ${current.state}, count ${current.count}, accepted ${accepted}, served ${served})`;
+    reports.push(await within(closing ?? listener.close({ timeout }), describeClose, 60_000));
     closing = undefined;
     await opened.closed(listener);
   }

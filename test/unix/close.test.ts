@@ -7,7 +7,8 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
-import { listen } from '../../src/index.js';
+import { loadBinding, type NativeBinding, type NativeHandle } from '../../src/core/native.js';
+import { Listener, ListenSocket, listen, type ConnectionSink } from '../../src/index.js';
 import { Opened, blockUntil, nextEvent, waitFor } from '../helpers/kit.js';
 import { queuedClients, tally } from '../helpers/load.js';
 
@@ -148,3 +149,83 @@ test('server.listen(path) and server.close() reset the queued clients (what the 
   expect((outcomes.ECONNRESET ?? 0) + (outcomes.EPIPE ?? 0)).toBe(CLIENTS);
   expect(outcomes.ECONNRESET).toBeGreaterThan(CLIENTS / 2);
 });
+
+test('a failing sock_diag read at the close does not stop it: the queued clients are served, the error is reported', async () => {
+  // The queue of a Unix-domain socket is read through sock_diag, which can
+  // fail (ENOBUFS, no unix_diag): the handle here fails on demand.
+  const real = loadBinding();
+  let failing = false;
+  const binding: NativeBinding = Object.assign(Object.create(real) as NativeBinding, {
+    openUnix(...args: Parameters<NativeBinding['openUnix']>): NativeHandle {
+      const handle = real.openUnix(...args);
+      const queueDepth = handle.queueDepth.bind(handle);
+      Object.defineProperty(handle, 'queueDepth', {
+        value: () => {
+          if (!failing) return queueDepth();
+          throw Object.assign(new Error('sock_diag: ENOBUFS'), { code: 'ENOBUFS', errno: -105, syscall: 'recv' });
+        },
+      });
+      return handle;
+    },
+  });
+  const socketPath = path.join(opened.tempDir('gl-unix-diag-'), 'app.sock');
+  const served: net.Socket[] = [];
+  const sink: ConnectionSink<net.Socket> = {
+    wrap: (fd) => opened.track(new net.Socket({ fd, readable: true, writable: true })),
+    deliver: (socket) => {
+      served.push(socket);
+      socket.end('pong\n');
+    },
+    draining: () => {},
+    endGently: (socket) => socket.end(),
+    closed: () => {},
+    limit: () => undefined,
+  };
+  const socket = opened.listenSocket(await ListenSocket.open({ path: socketPath }, binding));
+  const listener = opened.listener(new Listener(socket));
+  const errors: string[] = [];
+  listener.on('error', (error: NodeJS.ErrnoException) => errors.push(error.code ?? error.message));
+  listener.serve(sink);
+  listener.pause();
+  const clients = Array.from({ length: 5 }, () => opened.track(net.connect({ path: socketPath })));
+  await Promise.all(clients.map((client) => nextEvent(client, 'connect')));
+  const replies = Promise.all(clients.map((client) => readAll(client)));
+  await waitFor('5 clients queued', () => listener.pending().queued === 5);
+
+  failing = true;
+  const report = await opened.settled(listener, listener.close({ timeout: 60_000 }));
+  expect(errors).toEqual(['ENOBUFS']);
+  expect(served).toHaveLength(5);
+  expect({ accepted: report.accepted, gated: report.gated, ended: report.ended, destroyed: report.destroyed }).toEqual({
+    accepted: 5,
+    gated: true,
+    ended: 0,
+    destroyed: 0,
+  });
+  expect(await replies).toEqual(Array(5).fill('pong\n'));
+});
+
+test('replace: a path whose temporary name would not fit sun_path is refused before anything is bound', async () => {
+  const base = opened.tempDir('gl-unix-long-');
+  // 107 bytes in all (the most a path may have), with a one-letter name.
+  const dir = path.join(base, 'd'.repeat(107 - Buffer.byteLength(base) - 3));
+  fs.mkdirSync(dir);
+  const socketPath = path.join(dir, 'a');
+  expect(Buffer.byteLength(socketPath)).toBe(107);
+  const first = opened.listener(await listen(net.createServer(), { path: socketPath }));
+  const error = await listen(net.createServer(), { path: socketPath, replace: true }).catch((e: unknown) => e);
+  expect(error).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+  expect(fs.readdirSync(dir)).toEqual(['a']);
+  // The first listener still serves the path.
+  expect(await connectOutcome(socketPath)).toBe('connected');
+  await first.close();
+});
+
+function readAll(socket: net.Socket): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+    socket.on('end', () => resolve(text));
+    socket.on('error', reject);
+  });
+}
