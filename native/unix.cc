@@ -255,8 +255,11 @@ int UnixListen(const std::string& path, int backlog, int mode, int* out, const c
   bool abstract = !path.empty() && path[0] == '\0';
   if (bind(fd, reinterpret_cast<sockaddr*>(&address), length) != 0) {
     *syscall = "bind";
-  } else if (mode >= 0 && !abstract && chmod(path.c_str(), static_cast<mode_t>(mode)) != 0) {
-    *syscall = "chmod";
+  } else if (mode >= 0 && !abstract &&
+             fchmodat(AT_FDCWD, path.c_str(), static_cast<mode_t>(mode), AT_SYMLINK_NOFOLLOW) != 0) {
+    // Never through a symlink swapped in after the bind: that would set the
+    // mode of whatever it points to (the call then fails with EOPNOTSUPP).
+    *syscall = "fchmodat";
   } else if (::listen(fd, backlog) != 0) {
     *syscall = "listen";
   } else {
