@@ -80,6 +80,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
                            InstanceMethod<&Handle::Steer>("steer"),
                            InstanceMethod<&Handle::ReusePortMembers>("reusePortMembers"),
                            InstanceMethod<&Handle::Shutdown>("shutdown"),
+                           InstanceMethod<&Handle::NoDelay>("noDelay"),
                            InstanceMethod<&Handle::Relisten>("listen"),
                            InstanceMethod<&Handle::Address>("address"),
                            InstanceMethod<&Handle::Close>("close"),
@@ -517,6 +518,19 @@ class Handle : public Napi::ObjectWrap<Handle> {
     if (!CheckOpen(env, "shutdown")) return env.Undefined();
     if (::shutdown(fd_, SHUT_RD) != 0 && errno != ENOTCONN) {
       SystemError(env, errno, "shutdown").ThrowAsJavaScriptException();
+    }
+    return env.Undefined();
+  }
+
+  // TCP_NODELAY on the listening socket: on Linux, accept(2) copies it to
+  // every connection accepted from then on (the child socket is cloned from
+  // the listener), which saves a setsockopt per connection.
+  Napi::Value NoDelay(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!CheckOpen(env, "setsockopt")) return env.Undefined();
+    int on = info[0].As<Napi::Boolean>().Value() ? 1 : 0;
+    if (setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on)) != 0) {
+      SystemError(env, errno, "setsockopt").ThrowAsJavaScriptException();
     }
     return env.Undefined();
   }

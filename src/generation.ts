@@ -2,8 +2,17 @@ import { guarded } from './core/callout.js';
 
 /** A connection as the listener sees it: it only needs to know when it ends. */
 export interface Connection {
-  once(event: 'close', listener: () => void): unknown;
+  /** 'close' comes once; the listener is called with the connection as `this`, as EventEmitter does. */
+  on(event: 'close', listener: (this: never) => void): unknown;
   destroy(): void;
+}
+
+/**
+ * What each accepted socket inherits from the listening socket (Linux copies
+ * TCP_NODELAY at accept): `undefined` while the listener does not know.
+ */
+export interface Inherited {
+  readonly noDelay: boolean | undefined;
 }
 
 /**
@@ -13,7 +22,13 @@ export interface Connection {
  */
 export interface ConnectionSink<C extends Connection = Connection> {
   /** Makes a connection of an accepted fd, which it owns from then on. */
-  wrap(fd: number): C;
+  wrap(fd: number, inherited: Inherited): C;
+  /**
+   * Whether the connections want TCP_NODELAY (a Node server's `noDelay`):
+   * the listener then sets it on the listening socket once, for them to
+   * inherit. Absent: they do not.
+   */
+  noDelay?(): boolean;
   /** Hands the connection to the server; `draining` when a close is under way. */
   deliver(connection: C, draining: boolean): void;
   /**

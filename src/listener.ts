@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { EventEmitter } from 'node:events';
-import { guarded } from './core/callout.js';
+import { guarded, reportUncaught } from './core/callout.js';
 import { channels } from './core/diagnostics.js';
 import { ListenerError } from './core/errors.js';
 import { migratesRequests, type HandshakeRequest, type ListenSocket, type Pending } from './core/listen-socket.js';
@@ -257,6 +257,16 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   // Lifetime figures for stats(); how each cut connection was cut, counted once per kind.
   readonly #totals = { accepted: 0, servedWhileDraining: 0, ended: 0, destroyed: 0 };
   readonly #cutHow = new WeakMap<C, 'ended' | 'destroyed'>();
+  // What the listening socket passes on to each accepted one (Linux copies
+  // TCP_NODELAY at accept): undefined while unknown (a shared socket, whose
+  // other owner may change it).
+  readonly #inherited: { noDelay: boolean | undefined } = { noDelay: undefined };
+  // One 'close' handler for every connection, called with the connection as
+  // `this` (EventEmitter's contract): no closure per connection.
+  readonly #onConnectionClose = ((listener: Listener<C>) =>
+    function onConnectionClose(this: C): void {
+      listener.#released(this);
+    })(this);
 
   /**
    * Takes over `socket`. With `sink`, it is served at once; otherwise accept
@@ -353,6 +363,14 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   share(on = true): void {
     this.#assertNotClosed('share');
     this.#shared = on;
+    if (on) {
+      // The other owner's connections inherit the socket's options too:
+      // leave the kernel default to it, and set TCP_NODELAY per connection.
+      if (this.#inherited.noDelay === true) this.#setListenerNoDelay(false);
+      this.#inherited.noDelay = undefined;
+    } else if (this.#current !== undefined) {
+      this.#inheritNoDelay(this.#current.sink);
+    }
   }
 
   /** Starts feeding `sink`, the first generation: accept is armed. */
@@ -363,6 +381,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     }
     this.#current = new Generation(sink);
     this.#generations.add(this.#current);
+    this.#inheritNoDelay(sink);
     this.#updateArming();
     if (channels.listen.hasSubscribers) channels.listen.publish({ listener: this });
   }
@@ -381,6 +400,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     const previous = this.#current;
     this.#current = new Generation(sink);
     this.#generations.add(this.#current);
+    this.#inheritNoDelay(sink);
     this.#updateArming();
     const retired = previous === undefined ? Promise.resolve(new DrainTally(0).report) : this.#retire(previous, timeout, forceTimeout);
     if (channels.replace.hasSubscribers) channels.replace.publish({ listener: this, retired });
@@ -415,7 +435,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     if (generation === undefined) throw new ListenerError('ERR_LISTENER_SERVING', 'Cannot include a connection before serve()');
     if (generation.connections.has(connection)) return;
     generation.connections.add(connection);
-    connection.once('close', () => this.#release(connection, generation));
+    connection.on('close', this.#onConnectionClose);
     guarded(() => generation.sink.include?.(connection));
   }
 
@@ -863,61 +883,98 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   // Every accepted fd is counted at once, before any user code runs; it is
   // wrapped and delivered now, or in a later batch.
   #admit(fds: number[]): void {
-    if (fds.length === 0) return;
-    this.#totals.accepted += fds.length;
+    const accepted = fds.length;
+    if (accepted === 0) return;
+    this.#totals.accepted += accepted;
     if (this.#drain !== undefined) {
-      this.#drain.tally.report.accepted += fds.length;
-      this.#totals.servedWhileDraining += fds.length;
+      this.#drain.tally.report.accepted += accepted;
+      this.#totals.servedWhileDraining += accepted;
     }
-    for (const fd of fds) this.#unwrapped.push(fd);
-    this.#wrapBatch();
+    // The usual batch (no backlog, at most WRAP_BATCH) is wrapped straight
+    // from the native array.
+    if (this.#unwrapped.length === 0 && accepted <= WRAP_BATCH) {
+      this.#wrapBatch(fds, 0, accepted);
+      return;
+    }
+    for (let i = 0; i < accepted; i++) this.#unwrapped.push(fds[i]!);
+    this.#wrapNext();
   }
 
-  #wrapBatch(): void {
-    const generation = this.#current;
+  // The next WRAP_BATCH fds of the backlog.
+  #wrapNext(): void {
     const fds = this.#unwrapped.splice(0, WRAP_BATCH);
+    this.#wrapBatch(fds, 0, fds.length);
+  }
+
+  // fds[from, to) are counted (in `#unwrapped` or about to be wrapped here)
+  // and owned by the listener until wrapped.
+  #wrapBatch(fds: number[], from: number, to: number): void {
+    const generation = this.#current;
     if (generation === undefined) {
       // Swept by a close before anything was served: there is no server to
       // hand them to.
-      for (const fd of fds) fs.closeSync(fd);
+      for (let i = from; i < to; i++) fs.closeSync(fds[i]!);
       this.#maybeFinish();
       return;
     }
-    // Every fd of the batch becomes a counted connection before any user code runs.
-    const admitted: C[] = [];
-    for (const fd of fds) {
+    // Every fd of the batch becomes a counted connection before any user
+    // code runs. The connections replace their fds in `admitted` (the
+    // native array, or the spliced backlog, both this call's own).
+    const admitted = fds as unknown as (C | undefined)[];
+    const sink = generation.sink;
+    let wrapped = 0;
+    for (let i = from; i < to; i++) {
       let connection: C;
       try {
-        connection = generation.sink.wrap(fd);
+        connection = sink.wrap(fds[i]!, this.#inherited);
       } catch (error) {
+        admitted[i] = undefined;
         this.#emitError(error as Error);
         continue;
       }
       generation.connections.add(connection);
       this.#undelivered.add(connection);
-      connection.once('close', () => this.#release(connection, generation));
-      admitted.push(connection);
+      connection.on('close', this.#onConnectionClose);
+      admitted[i] = connection;
+      wrapped++;
     }
     if (this.#unwrapped.length > 0 && !this.#wrapScheduled) {
       this.#wrapScheduled = true;
-      setImmediate(() => {
-        this.#wrapScheduled = false;
-        this.#wrapBatch();
-      });
+      setImmediate(this.#wrapLater);
     }
-    for (const connection of admitted) {
-      guarded(() => this.emit('connection', connection));
+    for (let i = from; i < to; i++) {
+      const connection = admitted[i];
+      if (connection === undefined) continue;
+      if (this.listenerCount('connection') > 0) guarded(() => this.emit('connection', connection));
       // Asked for each connection, after the listener's own event: a close()
       // from a handler earlier in the batch makes the rest of it stragglers.
       this.#undelivered.delete(connection);
-      guarded(() => generation.sink.deliver(connection, generation.draining));
+      try {
+        sink.deliver(connection, generation.draining);
+      } catch (error) {
+        reportUncaught(error);
+      }
     }
     // A wrap that failed (EMFILE making the socket) may have released the last one.
-    if (admitted.length === 0) this.#maybeFinish();
+    if (wrapped === 0) this.#maybeFinish();
   }
 
+  readonly #wrapLater = (): void => {
+    this.#wrapScheduled = false;
+    this.#wrapNext();
+  };
+
   #wrapAll(): void {
-    while (this.#unwrapped.length > 0) this.#wrapBatch();
+    while (this.#unwrapped.length > 0) this.#wrapNext();
+  }
+
+  #released(connection: C): void {
+    for (const generation of this.#generations) {
+      if (generation.connections.has(connection)) {
+        this.#release(connection, generation);
+        return;
+      }
+    }
   }
 
   #release(connection: C, generation: Generation<C>): void {
@@ -928,6 +985,27 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     this.#maybeFinishRetirement(generation);
     if (this.#drain !== undefined) this.#maybeFinish();
     else if (this.#state === 'accepting') this.#updateArming();
+  }
+
+  // TCP_NODELAY on the listening socket as `sink` wants it for its
+  // connections, so that they inherit it instead of a setsockopt each. Only
+  // on a socket this listener alone holds, and only over TCP.
+  #inheritNoDelay(sink: ConnectionSink<C>): void {
+    if (this.#shared || this.#socket.path !== undefined) return;
+    const wanted = sink.noDelay?.() ?? false;
+    if (wanted === this.#inherited.noDelay) return;
+    // Unknown until the kernel has said yes: connections then set it each.
+    this.#inherited.noDelay = undefined;
+    if (this.#setListenerNoDelay(wanted)) this.#inherited.noDelay = wanted;
+  }
+
+  #setListenerNoDelay(on: boolean): boolean {
+    try {
+      this.#socket.noDelay(on);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   #openConnections(): number {

@@ -399,6 +399,16 @@ export class ListenSocket extends EventEmitter {
   }
 
   /**
+   * `TCP_NODELAY` on the listening socket. Linux copies it to each socket
+   * accepted from then on, so a server that wants it on every connection
+   * needs no setsockopt per connection.
+   */
+  noDelay(on: boolean): void {
+    this.#assertOpen('noDelay');
+    this.#handle.noDelay(on);
+  }
+
+  /**
    * `shutdown(SHUT_RD)`: the socket leaves LISTEN and new clients are refused.
    * Anything still queued is reset, exactly like `close()`: sweep first.
    */

@@ -58,6 +58,8 @@ export interface NativeHandle {
   /** The same requests, one entry each. */
   handshakeRequests(): NativeHandshakeRequest[];
   gate(on: boolean): void;
+  /** `TCP_NODELAY` on the listening socket; accepted connections inherit it (Linux). */
+  noDelay(on: boolean): void;
   /**
    * SO_REUSEPORT steering: every new SYN of the group goes to the member at
    * `index` (listen() order) through `SO_ATTACH_REUSEPORT_CBPF`; a negative

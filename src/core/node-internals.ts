@@ -171,19 +171,35 @@ export function releaseServerHold(server: net.Server): void {
   s._emitCloseIfDrained?.();
 }
 
-/** Socket options as lib/net.js `onconnection` derives them from the server. */
-export function acceptedSocketOptions(server: net.Server): net.SocketConstructorOpts & {
-  pauseOnCreate: boolean;
-  highWaterMark?: number;
-} {
-  const s = server as unknown as { allowHalfOpen?: boolean; pauseOnConnect?: boolean };
-  const highWaterMark = internals(server).highWaterMark;
+/** Whether the server sets TCP_NODELAY on each connection it accepts (`onconnection`). */
+export function wantsNoDelay(server: net.Server): boolean {
+  return (server as unknown as { noDelay?: boolean }).noDelay === true;
+}
+
+/**
+ * The options of `new net.Socket()` for an accepted fd, as lib/net.js
+ * `onconnection` derives them from the server. `noDelay` says whether the
+ * fd already has TCP_NODELAY (inherited from the listening socket): the
+ * Socket constructor only records it (`this[kSetNoDelay]`, no syscall for a
+ * socket made of an fd), so `setNoDelay(true)` then makes no syscall, and a
+ * later `setNoDelay(false)` still reaches the kernel — the state Node's
+ * `onconnection` leaves (`socket[kSetNoDelay] = true`).
+ */
+export function acceptedSocketOptions(
+  server: net.Server,
+  fd: number,
+  noDelay: boolean,
+): net.SocketConstructorOpts & { pauseOnCreate: boolean; highWaterMark: number | undefined; noDelay: boolean } {
+  const s = server as unknown as { allowHalfOpen?: boolean; pauseOnConnect?: boolean; highWaterMark?: number };
   return {
+    fd,
     allowHalfOpen: s.allowHalfOpen === true,
     pauseOnCreate: s.pauseOnConnect === true,
     readable: true,
     writable: true,
-    ...(highWaterMark !== undefined ? { highWaterMark } : {}),
+    // Streams read an undefined highWaterMark as the default.
+    highWaterMark: s.highWaterMark,
+    noDelay,
   };
 }
 
@@ -196,6 +212,7 @@ export function acceptedSocketOptions(server: net.Server): net.SocketConstructor
  */
 export function emitConnection(server: net.Server, socket: net.Socket): void {
   const s = server as unknown as { noDelay?: boolean; keepAlive?: boolean };
+  // A no-op (no syscall) on a socket made with `noDelay: true`.
   if (s.noDelay) socket.setNoDelay(true);
   if (s.keepAlive) socket.setKeepAlive(true, (internals(server).keepAliveInitialDelay ?? 0) * 1000);
   internals(server)._connections++;

@@ -2,8 +2,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { guarded } from '../core/callout.js';
-import { acceptedSocketOptions, emitConnection, isBlocked, rawSocketOf } from '../core/node-internals.js';
-import type { ConnectionSink } from '../generation.js';
+import { acceptedSocketOptions, emitConnection, isBlocked, rawSocketOf, wantsNoDelay } from '../core/node-internals.js';
+import type { ConnectionSink, Inherited } from '../generation.js';
 import { HttpDrain, isHttp2Server, speaksHttp1, type HttpDrainOptions } from './http-drain.js';
 import { Http2Drain, type Http2DrainOptions } from './http2-drain.js';
 import type { ServerTakeover } from './takeover.js';
@@ -118,9 +118,9 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
     }
   }
 
-  wrap(fd: number): net.Socket {
+  wrap(fd: number, inherited: Inherited): net.Socket {
     try {
-      return new net.Socket({ fd, ...acceptedSocketOptions(this.#server) });
+      return new net.Socket(acceptedSocketOptions(this.#server, fd, inherited.noDelay === true));
     } catch (error) {
       fs.closeSync(fd);
       throw error;
@@ -205,6 +205,10 @@ export class ServerFeed implements ConnectionSink<net.Socket> {
     // send RST and destroy the response still queued for the peer.
     target.resume();
     target.end();
+  }
+
+  noDelay(): boolean {
+    return wantsNoDelay(this.#server);
   }
 
   limit(): number | undefined {

@@ -88,11 +88,30 @@ export class HttpDrain {
     if (this.#sockets.has(socket)) return;
     const tracked: Tracked = { active: 0, latest: undefined, bytesAtMark: 0, quietTimer: undefined, ended: false };
     this.#sockets.set(socket, tracked);
-    socket.once('close', () => {
-      clearTimeout(tracked.quietTimer);
-      this.#sockets.delete(socket);
-    });
+    socket.on('close', this.#onSocketClose);
     if (this.#draining) this.#markQuiet(socket, tracked);
+  }
+
+  // Handlers shared by every socket and response, called with the emitter as
+  // `this` (EventEmitter's contract): no closure per connection or request.
+  readonly #onSocketClose = ((drain: HttpDrain) =>
+    function onSocketClose(this: net.Socket): void {
+      drain.forget(this);
+    })(this);
+
+  readonly #onResponseClose = ((drain: HttpDrain) =>
+    function onResponseClose(this: http.ServerResponse): void {
+      drain.#responseClosed(this);
+    })(this);
+
+  #responseClosed(response: http.ServerResponse): void {
+    const socket = response.req.socket;
+    const owner = this.#sockets.get(socket);
+    // The socket closed, or left HTTP ('upgrade'): nothing of it is followed.
+    if (owner === undefined) return;
+    if (owner.latest === response) owner.latest = undefined;
+    owner.active--;
+    if (this.#draining && owner.active === 0 && !socket.destroyed) this.#markQuiet(socket, owner);
   }
 
   readonly #onRequest = (request: http.IncomingMessage, response: http.ServerResponse): void => {
@@ -118,11 +137,7 @@ export class HttpDrain {
       }
     }
     if (this.#draining) this.#closeAfter(response);
-    response.once('close', () => {
-      if (owner.latest === response) owner.latest = undefined;
-      owner.active--;
-      if (this.#draining && owner.active === 0 && !socket.destroyed) this.#markQuiet(socket, owner);
-    });
+    response.on('close', this.#onResponseClose);
   };
 
   readonly #owns: (socket: net.Socket) => boolean;

@@ -13,8 +13,9 @@ import {
   listeningFd,
   rawSocketOf,
 } from '../../src/core/node-internals.js';
-import { listen } from '../../src/index.js';
-import { HOST, Opened, certificate, rawGet } from '../helpers/kit.js';
+import { ListenSocket, listen } from '../../src/index.js';
+import { HOST, Opened, acceptExactly, certificate, rawGet, waitFor } from '../helpers/kit.js';
+import { tcpOptions } from '../helpers/python.js';
 
 const opened = new Opened();
 afterEach(() => opened.dispose());
@@ -54,6 +55,46 @@ describe(`Node ${process.version}`, () => {
     expect((await client.response()).headers.connection).toBe('keep-alive');
     expect(seen).toBe(true);
     client.destroy();
+  });
+
+  // The listener sets TCP_NODELAY once on the listening socket for an http
+  // server and makes each socket with `noDelay: true` instead of a
+  // setsockopt per connection. That is right only while the kernel copies
+  // the option at accept, and the Socket constructor records `noDelay` for
+  // an fd without a syscall, so that setNoDelay(true) is skipped and
+  // setNoDelay(false) still reaches the kernel (lib/net.js kSetNoDelay).
+  test('an accepted socket inherits TCP_NODELAY; new net.Socket({ fd, noDelay }) only records it', async () => {
+    const socket = opened.listenSocket(await ListenSocket.open({ host: HOST }));
+    const { port } = socket.address();
+    // The child socket is cloned from the listener when the handshake completes.
+    socket.noDelay(true);
+    const first = opened.raw(port);
+    await waitFor('the first client to connect', () => first.connected);
+    socket.noDelay(false);
+    const second = opened.raw(port);
+    await waitFor('the second client to connect', () => second.connected);
+    const { fds } = await acceptExactly(socket, opened, 2);
+    socket.disarm();
+    const [inherited, plain] = fds as [number, number];
+    expect((await tcpOptions(inherited)).nodelay).toBe(1);
+    expect((await tcpOptions(plain)).nodelay).toBe(0);
+
+    // The sockets own the fds from here on.
+    opened.release(inherited);
+    opened.release(plain);
+    const withNoDelay = new net.Socket({ fd: inherited, noDelay: true } as net.SocketConstructorOpts);
+    withNoDelay.setNoDelay(false);
+    expect((await tcpOptions(inherited)).nodelay).toBe(0);
+    withNoDelay.setNoDelay(true);
+    expect((await tcpOptions(inherited)).nodelay).toBe(1);
+
+    // Recorded, not applied: the fd keeps what it had, and setNoDelay(true) is skipped.
+    const recordedOnly = new net.Socket({ fd: plain, noDelay: true } as net.SocketConstructorOpts);
+    expect((await tcpOptions(plain)).nodelay).toBe(0);
+    recordedOnly.setNoDelay(true);
+    expect((await tcpOptions(plain)).nodelay).toBe(0);
+    withNoDelay.destroy();
+    recordedOnly.destroy();
   });
 
   test("a TLS server's socket keeps its raw socket as _parent", async () => {

@@ -90,6 +90,13 @@ const cases: Case[] = [
   { name: 'http, defaults (noDelay on)', make: () => http.createServer(), expected: { nodelay: 1, keepalive: 0 } },
   { name: 'http, noDelay off', make: () => http.createServer({ noDelay: false }), expected: { nodelay: 0 } },
   {
+    // The listener's sockets inherit TCP_NODELAY from the listening socket: the
+    // user's setNoDelay(false) must still reach the kernel.
+    name: "http, the 'connection' handler turns noDelay off",
+    make: () => http.createServer().on('connection', (socket: net.Socket) => socket.setNoDelay(false)),
+    expected: { nodelay: 0 },
+  },
+  {
     name: 'http, keepAlive + keepAliveInitialDelay 5000',
     make: () => http.createServer({ keepAlive: true, keepAliveInitialDelay: 5000 }),
     expected: { keepalive: 1, keepidle: 5 },
@@ -107,6 +114,49 @@ describe('socket options of accepted connections', () => {
     const fed = await observe('listen(server)', make());
     expect(reference).toMatchObject(expected);
     expect(fed).toEqual(reference);
+  });
+});
+
+describe('TCP_NODELAY set once on the listening socket follows the server fed', () => {
+  async function nodelayOfNext(server: net.Server, port: number): Promise<number> {
+    const seen = new Promise<number>((resolve, reject) => {
+      server.once('connection', (socket: net.Socket) => tcpOptions(fdOf(socket)).then((options) => resolve(options.nodelay), reject));
+    });
+    const client = opened.raw(port);
+    try {
+      return await seen;
+    } finally {
+      client.socket.destroy();
+    }
+  }
+
+  test('replace() from http (noDelay on) to net (off) and back', async () => {
+    const first = http.createServer();
+    const listener = opened.listener(await listen(first, { host: HOST, port: 0 }));
+    const { port } = listener.address();
+    expect(await nodelayOfNext(first, port)).toBe(1);
+    const plain = net.createServer();
+    await listener.replace(plain, { timeout: 0, forceTimeout: 0 });
+    expect(await nodelayOfNext(plain, port)).toBe(0);
+    const again = http.createServer();
+    await listener.replace(again, { timeout: 0, forceTimeout: 0 });
+    expect(await nodelayOfNext(again, port)).toBe(1);
+    await listener.close({ timeout: 0, forceTimeout: 0 });
+  });
+
+  test('a shared socket is left at the kernel default: each connection sets it, and can clear it', async () => {
+    const server = http.createServer();
+    const listener = opened.listener(await listen(server, { host: HOST, port: 0 }));
+    const { port } = listener.address();
+    listener.share();
+    expect(await nodelayOfNext(server, port)).toBe(1);
+    server.once('connection', (socket: net.Socket) => socket.setNoDelay(false));
+    expect(await nodelayOfNext(server, port)).toBe(0);
+    const plain = net.createServer();
+    await listener.replace(plain, { timeout: 0, forceTimeout: 0 });
+    expect(await nodelayOfNext(plain, port)).toBe(0);
+    listener.share(false);
+    await listener.close({ timeout: 0, forceTimeout: 0 });
   });
 });
 
