@@ -1,11 +1,11 @@
-// Accept-path throughput of one http and one https server fed by
+// Accept-path cost of an http, an https and an HTTP/2 (TLS) server fed by
 // server.listen() against the same server fed by listen(server), a new
-// connection per request (Connection: close). Not a test: it prints figures
-// and writes bench-results/listen-accept.json.
+// connection per request. Not a test: it prints figures and writes
+// bench-results/listen-accept.json.
 //
 //   npx tsc -p tsconfig.json && node test/bench/listen-accept.mjs
-//   node test/bench/listen-accept.mjs [--rounds 5] [--round-ms 3000] [--concurrency 32]
-//                                     [--protocols http,https] [--out file.json]
+//   node test/bench/listen-accept.mjs [--rounds 7] [--round-ms 3000] [--concurrency 32]
+//                                     [--protocols http,https,h2] [--goal 1.10] [--out file.json]
 //
 // Each round runs, for each protocol, both modes back to back (the mode that
 // goes first alternates round by round), each on a fresh server and port:
@@ -15,16 +15,25 @@
 // loopback running `concurrency` loops; each loop opens a new connection
 // (agent: false, so no keep-alive and no TLS session reuse), sends one GET
 // with Connection: close, reads the response and waits for the socket to
-// close, then starts again, until the round's time is up.
+// close, then starts again, until the round's time is up. h2: each loop
+// opens a new TLS connection and HTTP/2 session (http2.connect, ALPN h2),
+// sends one GET, closes the session once the response is read and waits for
+// it to close — one accepted connection per request, as for http and https,
+// so the figure measures the accept path and not stream multiplexing.
 //
 // On 2 cores the client (which does its half of every TCP and TLS handshake)
 // is usually the bottleneck, so two figures are reported per mode: requests
 // per second, and the server process's CPU time per request — the second is
 // the one that does not depend on the client keeping up. Ratios are
 // listener / node: > 1 is better for the rate, < 1 is better for CPU.
+// Efficiency is the inverse CPU ratio, node / listener per round (> 1: ours
+// costs less per request); its median and spread (min–max over the rounds)
+// are printed per protocol, with a line saying so when the median misses the
+// goal (--goal, 1.10) or a round falls below 1.0.
 import { fork } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import http2 from 'node:http2';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
@@ -62,6 +71,9 @@ function runClient() {
         elapsedMs: performance.now() - start,
       });
     };
+    const countError = (error) => {
+      errors[error.code ?? error.message] = (errors[error.code ?? error.message] ?? 0) + 1;
+    };
     const loop = () => {
       if (performance.now() >= deadline) {
         if (--running === 0) finish();
@@ -73,6 +85,25 @@ function runClient() {
         done = true;
         setImmediate(loop);
       };
+      if (protocol === 'h2') {
+        const session = http2.connect(`https://${HOST}:${port}`, { rejectUnauthorized: false });
+        session.on('error', (error) => {
+          countError(error);
+          next();
+        });
+        session.on('close', next);
+        const stream = session.request({ ':path': '/' });
+        let status = 0;
+        stream.on('response', (headers) => (status = headers[':status']));
+        stream.on('error', countError);
+        stream.resume();
+        stream.on('end', () => {
+          if (status === 200) requests++;
+          else nonOk++;
+          session.close();
+        });
+        return;
+      }
       const req = client.get(
         { host: HOST, port, path: '/', agent: false, headers: { connection: 'close' }, rejectUnauthorized: false },
         (res) => {
@@ -84,7 +115,7 @@ function runClient() {
         },
       );
       req.on('error', (error) => {
-        errors[error.code ?? error.message] = (errors[error.code ?? error.message] ?? 0) + 1;
+        countError(error);
         next();
       });
       req.on('close', next);
@@ -99,11 +130,12 @@ function runClient() {
 async function runBench() {
   const { values } = parseArgs({
     options: {
-      rounds: { type: 'string', default: '5' },
+      rounds: { type: 'string', default: '7' },
       'round-ms': { type: 'string', default: '3000' },
       'warmup-ms': { type: 'string', default: '1000' },
       concurrency: { type: 'string', default: '32' },
-      protocols: { type: 'string', default: 'http,https' },
+      protocols: { type: 'string', default: 'http,https,h2' },
+      goal: { type: 'string', default: '1.10' },
       out: { type: 'string', default: path.join(packageRoot, 'bench-results', 'listen-accept.json') },
     },
   });
@@ -112,6 +144,7 @@ async function runBench() {
   const warmupMs = Number(values['warmup-ms']);
   const concurrency = Number(values.concurrency);
   const protocols = values.protocols.split(',');
+  const goal = Number(values.goal);
   const distEntry = path.join(packageRoot, 'dist', 'index.mjs');
   if (!fs.existsSync(distEntry)) throw new Error(`${distEntry} is missing: run "npx tsc -p tsconfig.json" first`);
   const { listen } = await import(distEntry);
@@ -130,6 +163,7 @@ async function runBench() {
 
   const makeServer = (protocol) => {
     const handler = (_req, res) => res.end('ok');
+    if (protocol === 'h2') return http2.createSecureServer(tlsOptions, handler);
     return protocol === 'https' ? https.createServer(tlsOptions, handler) : http.createServer(handler);
   };
 
@@ -225,11 +259,18 @@ async function runBench() {
         cpu: listener.serverCpuUsPerRequest / node.serverCpuUsPerRequest,
       });
     }
+    const efficiencies = pairs.map((pair) => 1 / pair.cpu);
     ratios[protocol] = {
       requestRate: round3(median(pairs.map((pair) => pair.rate))),
       requestRatePerRound: pairs.map((pair) => round3(pair.rate)),
       serverCpuPerRequest: round3(median(pairs.map((pair) => pair.cpu))),
       serverCpuPerRequestPerRound: pairs.map((pair) => round3(pair.cpu)),
+      efficiency: round3(median(efficiencies)),
+      efficiencyMin: round3(Math.min(...efficiencies)),
+      efficiencyMax: round3(Math.max(...efficiencies)),
+      efficiencyPerRound: efficiencies.map(round3),
+      goal,
+      goalMet: median(efficiencies) >= goal && Math.min(...efficiencies) >= 1,
     };
   }
 
@@ -253,9 +294,36 @@ async function runBench() {
     );
   }
 
+  console.log(`efficiency (node CPU per request / listener's; goal >= ${goal.toFixed(2)}, never below 1.00 in a round):`);
+  for (const protocol of protocols) {
+    const ratio = ratios[protocol];
+    console.log(
+      `  ${protocol.padEnd(5)} median ${ratio.efficiency.toFixed(3)}  spread ${ratio.efficiencyMin.toFixed(3)}–${ratio.efficiencyMax.toFixed(3)}` +
+        `  (rounds ${ratio.efficiencyPerRound.map((x) => x.toFixed(2)).join(' ')})`,
+    );
+  }
+  for (const protocol of protocols) {
+    const ratio = ratios[protocol];
+    if (ratio.efficiency < goal) {
+      console.log(`GOAL NOT MET: ${protocol} efficiency ${ratio.efficiency.toFixed(3)} < ${goal.toFixed(2)} (median of ${rounds} rounds)`);
+    } else if (ratio.efficiencyMin < 1) {
+      console.log(`GOAL NOT MET: ${protocol} efficiency fell to ${ratio.efficiencyMin.toFixed(3)} < 1.00 in a round (median ${ratio.efficiency.toFixed(3)})`);
+    } else {
+      console.log(`goal met: ${protocol} efficiency ${ratio.efficiency.toFixed(3)} >= ${goal.toFixed(2)}, every round >= 1.00`);
+    }
+  }
+
   const report = {
     ...machine('listen-accept'),
-    config: { rounds, roundMs, warmupMs, concurrency, protocols, request: 'GET / with Connection: close, agent: false' },
+    config: {
+      rounds,
+      roundMs,
+      warmupMs,
+      concurrency,
+      protocols,
+      goal,
+      request: 'GET / with Connection: close, agent: false; h2: one new TLS connection and session per request',
+    },
     summary,
     ratios,
     results,

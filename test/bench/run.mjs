@@ -48,7 +48,11 @@ function summarize(name, json) {
     case 'listen-accept':
       return Object.entries(json.ratios).flatMap(([protocol, ratio]) => [
         [`${protocol} request rate, listen(server) vs server.listen()`, `${fixed(ratio.requestRate)}×`],
-        [`${protocol} server CPU per request, listen(server) vs server.listen()`, `${fixed(ratio.serverCpuPerRequest)}×`],
+        [
+          `${protocol} efficiency (Node CPU per request / ours), median [min–max]`,
+          `${fixed(ratio.efficiency, 3)} [${fixed(ratio.efficiencyMin)}–${fixed(ratio.efficiencyMax)}]` +
+            (ratio.goalMet ? '' : ` GOAL NOT MET (>= ${fixed(ratio.goal)})`),
+        ],
       ]);
     case 'close':
       return [
@@ -64,6 +68,11 @@ function summarize(name, json) {
     case 'resources':
       return [
         ['pending() cost vs server.address()', `${fixed(json.pending.ratioToServerAddress)}× (${fixed(json.pending.nsPerCall, 0)} ns)`],
+        ['stats() per call (budget 2 µs)', `${fixed(json.stats?.nsPerCall, 0)} ns`],
+        [
+          'pending({ handshakes: true }) (opt-in) per 10k sockets',
+          `${fixed((json.handshakes?.nsPer10kSockets ?? NaN) / 1000, 1)} µs (${json.handshakes?.sockets} sockets)`,
+        ],
         [`fd growth over ${json.cycles.cycles} accept/release cycles`, String(json.cycles.fdGrowth)],
         ['RSS growth over the same cycles', `${fixed(json.cycles.rssGrowthMiB, 1)} MiB`],
         ['diagnostics channels: events per accept / one publish vs one accept (1 subscriber)', `0 / ${fixed(json.channels?.publishRatioToAccept, 4)}×`],
