@@ -5,7 +5,7 @@
 //
 //   npx tsc -p tsconfig.json && node test/bench/listen-accept.mjs
 //   node test/bench/listen-accept.mjs [--rounds 7] [--round-ms 3000] [--concurrency 32]
-//                                     [--protocols http,https,h2] [--goal 1.10] [--out file.json]
+//                                     [--protocols http,https,h2] [--goal 1.10] [--no-pin] [--out file.json]
 //
 // Each round runs, for each protocol, both modes back to back (the mode that
 // goes first alternates round by round), each on a fresh server and port:
@@ -30,7 +30,7 @@
 // costs less per request); its median and spread (min–max over the rounds)
 // are printed per protocol, with a line saying so when the median misses the
 // goal (--goal, 1.10) or a round falls below 1.0.
-import { fork } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -136,6 +136,8 @@ async function runBench() {
       concurrency: { type: 'string', default: '32' },
       protocols: { type: 'string', default: 'http,https,h2' },
       goal: { type: 'string', default: '1.10' },
+      pin: { type: 'boolean', default: true },
+      'no-pin': { type: 'boolean', default: false },
       out: { type: 'string', default: path.join(packageRoot, 'bench-results', 'listen-accept.json') },
     },
   });
@@ -145,12 +147,19 @@ async function runBench() {
   const concurrency = Number(values.concurrency);
   const protocols = values.protocols.split(',');
   const goal = Number(values.goal);
+  if (values['no-pin']) values.pin = false;
   const distEntry = path.join(packageRoot, 'dist', 'index.mjs');
   if (!fs.existsSync(distEntry)) throw new Error(`${distEntry} is missing: run "npx tsc -p tsconfig.json" first`);
   const { listen } = await import(distEntry);
   const tlsOptions = certificate();
 
+  // Pinned (taskset, 2+ cores): the server on core 0, the load generator on
+  // core 1, so that the two never compete for one core — the largest source
+  // of spread between rounds.
+  const pinned = values.pin && os.cpus().length >= 2 && hasTaskset();
+  if (pinned) execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
   const child = fork(fileURLToPath(import.meta.url), ['--client'], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  if (pinned) execFileSync('taskset', ['-a', '-p', '-c', '1', String(child.pid)], { stdio: 'ignore' });
   const childDied = new Promise((_, reject) =>
     child.once('exit', (code) => reject(new Error(`load generator exited with ${code}`))),
   );
@@ -210,7 +219,8 @@ async function runBench() {
 
   console.log(
     `listen-accept bench — Node ${process.version}, ${os.cpus().length} cores, ${rounds} rounds x ${roundMs} ms ` +
-      `per mode per protocol, ${concurrency} concurrent connection-per-request loops`,
+      `per mode per protocol, ${concurrency} concurrent connection-per-request loops` +
+      (pinned ? ', server pinned to core 0 and load generator to core 1' : ', not pinned'),
   );
   for (const protocol of protocols) {
     for (const mode of modeNames) await measure(protocol, mode, warmupMs);
@@ -322,6 +332,7 @@ async function runBench() {
       concurrency,
       protocols,
       goal,
+      pinned,
       request: 'GET / with Connection: close, agent: false; h2: one new TLS connection and session per request',
     },
     summary,
@@ -329,6 +340,15 @@ async function runBench() {
     results,
   };
   writeResult(values.out, report);
+}
+
+function hasTaskset() {
+  try {
+    execFileSync('sh', ['-c', 'command -v taskset'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function round2(value) {
