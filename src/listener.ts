@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { EventEmitter } from 'node:events';
-import { guarded, reportUncaught } from './core/callout.js';
+import { guarded, reportUncaught, withEmitter } from './core/callout.js';
 import { channels } from './core/diagnostics.js';
 import { ListenerError } from './core/errors.js';
 import { migratesRequests, type HandshakeRequest, type ListenSocket, type Pending } from './core/listen-socket.js';
@@ -255,18 +255,17 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   // The promise of the close that reached (or is reaching) 'closed'.
   #closing: Promise<CloseReport> | undefined;
   // Lifetime figures for stats(); how each cut connection was cut, counted once per kind.
-  readonly #totals = { accepted: 0, servedWhileDraining: 0, ended: 0, destroyed: 0 };
-  readonly #cutHow = new WeakMap<C, 'ended' | 'destroyed'>();
+  // A tally that never finishes: every connection accepted, and each cut
+  // one counted once per kind, as a drain's own tally counts them.
+  readonly #lifetime = new DrainTally(0);
+  #servedWhileDraining = 0;
   // What the listening socket passes on to each accepted one (Linux copies
   // TCP_NODELAY at accept): undefined while unknown (a shared socket, whose
   // other owner may change it).
   readonly #inherited: { noDelay: boolean | undefined } = { noDelay: undefined };
   // One 'close' handler for every connection, called with the connection as
   // `this` (EventEmitter's contract): no closure per connection.
-  readonly #onConnectionClose = ((listener: Listener<C>) =>
-    function onConnectionClose(this: C): void {
-      listener.#released(this);
-    })(this);
+  readonly #onConnectionClose = withEmitter((connection: C) => this.#released(connection));
 
   /**
    * Takes over `socket`. With `sink`, it is served at once; otherwise accept
@@ -338,7 +337,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     const active: number[] = [];
     for (const generation of this.#generations) active.push(generation.connections.size);
     if (active.length > 0) active[active.length - 1]! += this.#unwrapped.length;
-    return { state: this.#state, paused: this.#paused, count: this.count, active, queued, backlog, ...this.#totals };
+    return { state: this.#state, paused: this.#paused, count: this.count, active, queued, backlog, ...this.#lifetimeTotals() };
   }
 
   /** The listening fd (the listener owns it). */
@@ -833,11 +832,7 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   // The deadline of the listener's close or of a generation's retirement
   // cuts a connection: each drain that counts it records how.
   #cut(connection: C, generation: Generation<C>, how: 'ended' | 'destroyed'): void {
-    const before = this.#cutHow.get(connection);
-    if (before !== how && before !== 'destroyed') {
-      this.#cutHow.set(connection, how);
-      this.#totals[how]++;
-    }
+    this.#lifetime[how](connection);
     this.#drain?.tally[how](connection);
     generation.retirement?.tally[how](connection);
     if (how === 'ended') generation.endGently(connection);
@@ -885,10 +880,10 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
   #admit(fds: number[]): void {
     const accepted = fds.length;
     if (accepted === 0) return;
-    this.#totals.accepted += accepted;
+    this.#lifetime.report.accepted += accepted;
     if (this.#drain !== undefined) {
       this.#drain.tally.report.accepted += accepted;
-      this.#totals.servedWhileDraining += accepted;
+      this.#servedWhileDraining += accepted;
     }
     // The usual batch (no backlog, at most WRAP_BATCH) is wrapped straight
     // from the native array.
@@ -1006,6 +1001,11 @@ export class Listener<C extends Connection = Connection> extends EventEmitter {
     } catch {
       return false;
     }
+  }
+
+  #lifetimeTotals(): Pick<ListenerStats, 'accepted' | 'servedWhileDraining' | 'ended' | 'destroyed'> {
+    const { accepted, ended, destroyed } = this.#lifetime.report;
+    return { accepted, servedWhileDraining: this.#servedWhileDraining, ended, destroyed };
   }
 
   #openConnections(): number {

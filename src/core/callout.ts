@@ -19,3 +19,14 @@ export function guarded(callout: () => void): void {
     reportUncaught(error);
   }
 }
+
+/**
+ * An event listener that hands `handler` the emitter (EventEmitter calls a
+ * listener with it as `this`): one function shared by every emitter, no
+ * closure per connection or request.
+ */
+export function withEmitter<E>(handler: (emitter: E) => void): (this: E) => void {
+  return function (this: E): void {
+    handler(this);
+  };
+}

@@ -2,6 +2,7 @@ import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
+import { withEmitter } from '../core/callout.js';
 import { keepsAlive, setKeepAlive } from '../core/node-internals.js';
 
 /** Options of the HTTP/1.1 drain. */
@@ -94,15 +95,8 @@ export class HttpDrain {
 
   // Handlers shared by every socket and response, called with the emitter as
   // `this` (EventEmitter's contract): no closure per connection or request.
-  readonly #onSocketClose = ((drain: HttpDrain) =>
-    function onSocketClose(this: net.Socket): void {
-      drain.forget(this);
-    })(this);
-
-  readonly #onResponseClose = ((drain: HttpDrain) =>
-    function onResponseClose(this: http.ServerResponse): void {
-      drain.#responseClosed(this);
-    })(this);
+  readonly #onSocketClose = withEmitter((socket: net.Socket) => this.forget(socket));
+  readonly #onResponseClose = withEmitter((response: http.ServerResponse) => this.#responseClosed(response));
 
   #responseClosed(response: http.ServerResponse): void {
     const socket = response.req.socket;
