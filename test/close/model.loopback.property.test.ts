@@ -316,7 +316,9 @@ class Run {
       this.beginDrain(options, () => void listener.close(options));
     }
     if (listener.state !== 'closed') {
-      const closedEvent = nextEvent(listener, 'close');
+      // Bounded as the close itself is: server.close() closes with the
+      // listener's default deadlines (30 s, then 5 s), past BOUND_MS.
+      const closedEvent = nextEvent(listener, 'close', this.current!.boundMs);
       // Settles: resolved by phase 2, by the force deadline at the latest.
       await within(this.current!.promise, 'the last close to settle', this.current!.boundMs);
       await closedEvent;
